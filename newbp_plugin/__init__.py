@@ -1,0 +1,4 @@
+"""newbp-plugin: crosstalk removal for BasicSR."""
+from .version import __version__
+
+__all__ = ['__version__']

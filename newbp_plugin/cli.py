@@ -1,0 +1,138 @@
+"""The ``basicsr`` command: BasicSR's pipelines with the plugin registered.
+
+``basicsr train|test`` hand every flag to BasicSR's own option parser
+(``-opt``, ``--launcher``, ``--auto_resume``, ``--debug``, ``--local_rank``,
+``--force_yml``) and run BasicSR's ``train_pipeline`` / ``test_pipeline`` with
+the current directory as root, so ``experiments/``, ``results/`` and
+``tb_logger/`` are created where the command runs.
+"""
+import argparse
+import os
+import sys
+
+import yaml
+
+from newbp_plugin.version import __version__
+
+PROG = 'basicsr'
+
+
+class UsageError(Exception):
+    """A mistake in the command line, reported as one line and exit status 2."""
+
+
+def normalise_basicsr_args(args, environ=None):
+    """Rewrite launcher flags into the form BasicSR 1.4.2's parser accepts.
+
+    ``--local-rank`` (torch >= 2 launchers) becomes ``--local_rank``; when no
+    local rank is given and ``LOCAL_RANK`` is set (torchrun), it is passed on.
+
+    Args:
+        args (list[str]): arguments after the subcommand.
+        environ (dict | None): environment, ``os.environ`` by default.
+
+    Returns:
+        list[str]: the arguments for BasicSR.
+    """
+    environ = os.environ if environ is None else environ
+    out = []
+    for arg in args:
+        if arg == '--local-rank' or arg.startswith('--local-rank='):
+            arg = arg.replace('--local-rank', '--local_rank', 1)
+        out.append(arg)
+    has_rank = any(a == '--local_rank' or a.startswith('--local_rank=') for a in out)
+    if not has_rank and environ.get('LOCAL_RANK'):
+        out += ['--local_rank', environ['LOCAL_RANK']]
+    return out
+
+
+def option_file(args):
+    """The ``-opt`` file of BasicSR-style arguments, checked to exist and parse as YAML.
+
+    Raises:
+        UsageError: ``-opt`` missing, the file missing, or not valid YAML.
+    """
+    path = None
+    for i, arg in enumerate(args):
+        if arg in ('-opt', '--opt'):
+            if i + 1 >= len(args):
+                raise UsageError('-opt needs the path of an options YAML file')
+            path = args[i + 1]
+        elif arg.startswith(('-opt=', '--opt=')):
+            path = arg.split('=', 1)[1]
+    if path is None:
+        raise UsageError('missing -opt OPTIONS.yml (the YAML file that describes the run)')
+    if not os.path.isfile(path):
+        raise UsageError(f'options file not found: {path}')
+    try:
+        with open(path, encoding='utf-8') as f:
+            opt = yaml.safe_load(f)
+    except yaml.YAMLError as error:
+        where = getattr(error, 'problem_mark', None)
+        line = f' (line {where.line + 1})' if where is not None else ''
+        raise UsageError(f'{path}{line} is not valid YAML: {getattr(error, "problem", error)}') from None
+    if not isinstance(opt, dict):
+        raise UsageError(f'{path} must be a YAML mapping of options, got {type(opt).__name__}')
+    return path
+
+
+def _run_basicsr_pipeline(command, args):
+    """Run BasicSR's train or test pipeline with ``args`` as its command line."""
+    args = normalise_basicsr_args(args)
+    if not any(a in ('-h', '--help') for a in args):
+        option_file(args)
+    if command == 'train':
+        from basicsr.train import train_pipeline as pipeline
+    else:
+        from basicsr.test import test_pipeline as pipeline
+    saved_argv = sys.argv
+    sys.argv = [f'{PROG} {command}'] + args
+    try:
+        pipeline(os.getcwd())
+    finally:
+        sys.argv = saved_argv
+    return 0
+
+
+def _train(parsed, rest):
+    return _run_basicsr_pipeline('train', rest)
+
+
+def _test(parsed, rest):
+    return _run_basicsr_pipeline('test', rest)
+
+
+def build_parser():
+    """The top-level parser; each subcommand sets ``handler`` and ``passthrough``."""
+    parser = argparse.ArgumentParser(
+        prog=PROG, description='BasicSR with the newbp-plugin registered (crosstalk removal).')
+    parser.add_argument('--version', action='version', version=f'newbp-plugin {__version__}')
+    commands = parser.add_subparsers(dest='command', metavar='COMMAND')
+    for name, handler, text in (
+        ('train', _train, "train with BasicSR's train pipeline (-opt X.yml [--launcher ...] [--auto_resume] ...)"),
+        ('test', _test, "test with BasicSR's test pipeline (-opt X.yml ...)"),
+    ):
+        sub = commands.add_parser(name, help=text, add_help=False)
+        sub.set_defaults(handler=handler, passthrough=True)
+    return parser
+
+
+def main(argv=None):
+    """Entry point of the ``basicsr`` console script; returns the exit status."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser()
+    if not argv:
+        parser.print_help(sys.stderr)
+        return 2
+    parsed, rest = parser.parse_known_args(argv)
+    if rest and not parsed.passthrough:
+        parser.error(f'unrecognized arguments: {" ".join(rest)}')
+    try:
+        return parsed.handler(parsed, rest)
+    except UsageError as error:
+        print(f'{PROG} {parsed.command}: error: {error}', file=sys.stderr)
+        return 2
+
+
+if __name__ == '__main__':
+    sys.exit(main())

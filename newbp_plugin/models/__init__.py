@@ -1,0 +1,4 @@
+"""Models (`*_model.py`), registered in BasicSR's MODEL_REGISTRY on import."""
+from newbp_plugin.registration import import_modules_by_suffix
+
+_modules = import_modules_by_suffix(__name__, '_model')

@@ -17,6 +17,11 @@ Fixes:
 * ``resume_state_weights_only``: torch >= 2.6 loads with ``weights_only=True``;
   BasicSR's scheduler states hold ``collections.Counter`` (milestones), which
   that loader refuses. Counter is added to torch's safe globals.
+* ``dist_without_cuda``: ``--launcher pytorch`` calls ``torch.cuda.set_device``
+  and NCCL; without CUDA (or NCCL) the process group now starts with gloo.
+* ``ddp_without_cuda``: ``BaseModel.model_to_device`` wraps DDP with
+  ``device_ids=[torch.cuda.current_device()]``; on the CPU DDP is built
+  without device ids.
 """
 import collections
 import importlib
@@ -119,10 +124,65 @@ def _fix_resume_state_device():
     return True
 
 
+def _init_dist_without_cuda(original):
+    """Wrap BasicSR's ``init_dist``: gloo when CUDA or NCCL is unavailable."""
+
+    def init_dist(launcher, backend='nccl', **kwargs):
+        if launcher == 'pytorch' and not (torch.cuda.is_available() and torch.distributed.is_nccl_available()):
+            import torch.multiprocessing as mp
+            if mp.get_start_method(allow_none=True) is None:
+                mp.set_start_method('spawn')
+            logging.getLogger('basicsr').info('newbp_plugin: no CUDA/NCCL, distributed backend gloo on the CPU')
+            torch.distributed.init_process_group(backend='gloo', **kwargs)
+            return
+        original(launcher, backend, **kwargs)
+
+    init_dist.__wrapped__ = original
+    return init_dist
+
+
+def _fix_dist_without_cuda():
+    """Replace the ``init_dist`` that ``parse_options`` calls when it assumes CUDA."""
+    options = importlib.import_module('basicsr.utils.options')
+    dist_util = importlib.import_module('basicsr.utils.dist_util')
+    current = options.init_dist
+    if hasattr(current, '__wrapped__') or 'torch.cuda.set_device' not in inspect.getsource(
+            dist_util._init_dist_pytorch):
+        return False
+    options.init_dist = _init_dist_without_cuda(current)
+    return True
+
+
+def _model_to_device_without_cuda(original):
+    """Wrap ``BaseModel.model_to_device``: DDP without device ids on the CPU."""
+
+    def model_to_device(self, net):
+        if self.opt['dist'] and self.device.type == 'cpu':
+            from torch.nn.parallel import DistributedDataParallel
+            return DistributedDataParallel(
+                net.to(self.device), find_unused_parameters=self.opt.get('find_unused_parameters', False))
+        return original(self, net)
+
+    model_to_device.__wrapped__ = original
+    return model_to_device
+
+
+def _fix_ddp_without_cuda():
+    """Replace ``BaseModel.model_to_device`` when it assumes CUDA for DDP."""
+    base_model = importlib.import_module('basicsr.models.base_model')
+    current = base_model.BaseModel.model_to_device
+    if hasattr(current, '__wrapped__') or 'torch.cuda.current_device()' not in inspect.getsource(current):
+        return False
+    base_model.BaseModel.model_to_device = _model_to_device_without_cuda(current)
+    return True
+
+
 _FIXES = (
     ('functional_tensor', _fix_functional_tensor),
     ('resume_state_weights_only', _fix_resume_state_weights_only),
     ('resume_state_device', _fix_resume_state_device),
+    ('dist_without_cuda', _fix_dist_without_cuda),
+    ('ddp_without_cuda', _fix_ddp_without_cuda),
 )
 
 

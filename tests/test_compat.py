@@ -106,3 +106,37 @@ def test_auto_resume_picks_newest_state(tmp_path):
 def test_auto_resume_with_nothing_saved_starts_fresh(tmp_path):
     import basicsr.train
     assert basicsr.train.load_resume_state(_opt(tmp_path, auto_resume=True)) is None
+
+
+DIST_SCRIPT = r'''
+import os, socket, sys
+import newbp_plugin
+from newbp_plugin import compat
+import torch, torch.distributed as dist
+from basicsr.utils import dist_util, options
+from basicsr.models.base_model import BaseModel
+s = socket.socket(); s.bind(('127.0.0.1', 0)); port = s.getsockname()[1]; s.close()
+os.environ.update(RANK='0', WORLD_SIZE='1', LOCAL_RANK='0', MASTER_ADDR='127.0.0.1', MASTER_PORT=str(port))
+try:
+    dist_util.init_dist('pytorch')  # BasicSR's own function
+    print('original: ok')
+except Exception as error:
+    print('original:', type(error).__name__)
+options.init_dist('pytorch')  # what parse_options calls
+print('backend:', dist.get_backend())
+model = BaseModel.__new__(BaseModel)
+model.opt, model.device = {'dist': True, 'num_gpu': 0}, torch.device('cpu')
+net = model.model_to_device(torch.nn.Conv2d(1, 1, 3))
+print('wrapped:', type(net).__name__, next(net.parameters()).device)
+dist.destroy_process_group()
+'''
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason='the crashes being fixed happen only without CUDA')
+def test_distributed_fixes_on_cpu():
+    result = subprocess.run([sys.executable, '-c', DIST_SCRIPT], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = result.stdout.splitlines()
+    assert lines[0] in ('original: ZeroDivisionError', 'original: RuntimeError', 'original: AssertionError')
+    assert lines[1:] == ['backend: gloo', 'wrapped: DistributedDataParallel cpu']
+    assert {'dist_without_cuda', 'ddp_without_cuda'} <= set(compat.apply())

@@ -55,3 +55,28 @@ def test_train_then_auto_resume_to_final_iteration(tmp_path, paired_folders):
     assert 'Resuming training from epoch' in log and 'iter: 4.' in log
     assert (exp / 'models' / 'net_g_6.pth').is_file()
     assert (exp / 'training_states' / '6.state').is_file()
+
+
+@pytest.mark.slow
+def test_torchrun_two_cpu_processes_train_and_resume(tmp_path, paired_folders):
+    """`torchrun -m newbp_plugin.train --launcher pytorch` on the CPU: gloo, DDP, rank-0 checkpoints, resume."""
+    import subprocess
+    import sys
+    gt, lq = paired_folders
+    opt = smoke_options(gt, lq, total_iter=4)
+    opt['name'] = 'smoke'
+    (tmp_path / 'smoke.yml').write_text(yaml.safe_dump(opt))
+    torchrun = [sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node=2', '-m',
+                'newbp_plugin.train', '-opt', 'smoke.yml', '--launcher', 'pytorch']
+    first = subprocess.run(torchrun, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert first.returncode == 0, first.stderr[-3000:]
+    exp = tmp_path / 'experiments' / 'smoke'
+    log = read_logs(exp)
+    assert 'World size (gpu number): 2' in log
+    assert re.search(r'^\s*dist: True$', log, re.M)  # BasicSR's option dump
+    assert sorted(p.name for p in (exp / 'training_states').iterdir()) == ['2.state', '4.state']
+    second = subprocess.run(torchrun + ['--auto_resume', '--force_yml', 'train:total_iter=6'], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=600)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert 'Resuming training from epoch' in read_logs(exp)
+    assert (exp / 'models' / 'net_g_6.pth').is_file()

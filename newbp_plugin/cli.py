@@ -102,6 +102,30 @@ def _test(parsed, rest):
     return _run_basicsr_pipeline('test', rest)
 
 
+def _kernels_list(parsed, rest):
+    from newbp_plugin.kernels import describe_kernels
+    rows = describe_kernels()
+    width = max(len(name) for name, _ in rows)
+    for name, summary in rows:
+        print(f'{name:<{width}}  {summary}')
+    return 0
+
+
+def _kernels_show(parsed, rest):
+    from newbp_plugin.kernels import KernelSpecError, build_kernel, describe_spec, parse_kernel_spec, \
+        render_kernel_png
+    try:
+        spec = parse_kernel_spec(parsed.spec)
+        kernel = build_kernel(spec, rng=parsed.seed)
+    except KernelSpecError as error:
+        raise UsageError(str(error)) from None
+    print(f'{describe_spec(spec)}: shape {tuple(kernel.shape)}, sum {float(kernel.sum()):.6g}')
+    if parsed.out:
+        render_kernel_png(kernel, parsed.out)
+        print(f'wrote {parsed.out}')
+    return 0
+
+
 def build_parser():
     """The top-level parser; each subcommand sets ``handler`` and ``passthrough``."""
     parser = argparse.ArgumentParser(
@@ -114,6 +138,16 @@ def build_parser():
     ):
         sub = commands.add_parser(name, help=text, add_help=False)
         sub.set_defaults(handler=handler, passthrough=True)
+
+    kernels = commands.add_parser('kernels', help='list sensor kernel types, or show one kernel as a PNG')
+    kernel_commands = kernels.add_subparsers(dest='kernels_command', metavar='ACTION', required=True)
+    kernel_commands.add_parser('list', help='the registered kernel types').set_defaults(
+        handler=_kernels_list, passthrough=False)
+    show = kernel_commands.add_parser('show', help='build a kernel from a spec, print it, draw it')
+    show.add_argument('spec', help="a kernel spec in YAML, e.g. '{type: gaussian, sigma: 1.2}', or a PSF file")
+    show.add_argument('--out', help='PNG file to draw the kernel and its centre profiles into')
+    show.add_argument('--seed', type=int, default=0, help='seed for a random spec (default: 0)')
+    show.set_defaults(handler=_kernels_show, passthrough=False)
     return parser
 
 

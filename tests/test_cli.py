@@ -87,3 +87,29 @@ def test_flags_reach_basicsr_parser(tmp_path, monkeypatch):
     assert opt['auto_resume'] is True
     assert opt['name'] == 'debug_y'  # --force_yml applied, then --debug
     assert opt['path']['results_root'] == str(tmp_path / 'results' / 'debug_y')
+
+
+def test_kernels_list_names_every_registered_type(capsys):
+    from newbp_plugin.kernels import KERNEL_REGISTRY
+    assert cli.main(['kernels', 'list']) == 0
+    names = {line.split()[0] for line in capsys.readouterr().out.splitlines()}
+    assert names == set(KERNEL_REGISTRY.keys()) | {'random'}
+
+
+def test_kernels_show_writes_png(tmp_path, capsys):
+    import cv2
+    import numpy as np
+    from newbp_plugin.kernels import build_kernel
+    out = tmp_path / 'k.png'
+    assert cli.main(['kernels', 'show', '{type: crosstalk, left: 0.05}', '--out', str(out)]) == 0
+    text = capsys.readouterr().out
+    shape = build_kernel({'type': 'crosstalk', 'left': 0.05}).shape
+    assert f'shape {tuple(shape)}' in text and 'sum 1' in text
+    picture = cv2.imread(str(out))
+    assert picture is not None and picture.ndim == 3 and np.ptp(picture) > 0
+
+
+def test_kernels_show_bad_spec_is_one_line_exit_2(capsys):
+    assert cli.main(['kernels', 'show', '{type: gausian}']) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith('basicsr kernels: error:') and 'gaussian' in err[0]

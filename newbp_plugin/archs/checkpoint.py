@@ -1,0 +1,142 @@
+"""Load network weights from the checkpoint files users actually have.
+
+BasicSR saves ``{'params': state_dict}`` (and ``params_ema`` with EMA), other trainers
+``{'state_dict': ...}`` or a bare state_dict, and DDP-wrapped networks prefix every key
+with ``module.``. :func:`load_checkpoint` accepts all of them and, on a mismatch, names
+every missing, unexpected and mis-shaped key. :func:`save_checkpoint_atomic` writes a
+checkpoint so that a crash never leaves a truncated file under the final name.
+"""
+import logging
+import os
+import tempfile
+from collections.abc import Mapping
+from typing import List, NamedTuple, Optional
+
+import torch
+
+logger = logging.getLogger('basicsr')
+
+WRAPPER_KEYS = ('params', 'params_ema', 'state_dict')
+DDP_PREFIX = 'module.'
+
+
+class CheckpointMismatchError(RuntimeError):
+    """The checkpoint's keys or shapes do not match the network's (message lists them by name)."""
+
+
+class LoadedCheckpoint(NamedTuple):
+    """What :func:`load_checkpoint` loaded.
+
+    Attributes:
+        param_key (str | None): the wrapper key the weights were read from; None for a bare
+            state_dict.
+        missing_keys (list[str]): keys of the network absent from the checkpoint (left as they were).
+        unexpected_keys (list[str]): keys of the checkpoint the network does not have (ignored).
+        mismatched_shapes (list[str]): ``'key: checkpoint (shape) vs network (shape)'``, not loaded.
+    """
+    param_key: Optional[str]
+    missing_keys: List[str]
+    unexpected_keys: List[str]
+    mismatched_shapes: List[str]
+
+
+def load_checkpoint(net, checkpoint, param_key='params', strict=True):
+    """Load weights into ``net`` from a checkpoint file or an in-memory checkpoint.
+
+    The state_dict is taken from ``checkpoint[param_key]`` when present; otherwise from the
+    first of ``'params'``, ``'params_ema'``, ``'state_dict'`` present (logged); otherwise
+    ``checkpoint`` itself is taken as a bare state_dict when all its values are tensors.
+    A ``module.`` prefix (DDP) is removed from the keys.
+
+    Args:
+        net (nn.Module): the network to load into (a sub-network works the same).
+        checkpoint (str | os.PathLike | Mapping): a file saved by ``torch.save`` (read with
+            ``torch.load(map_location='cpu', weights_only=True)``) or its content.
+        param_key (str | None): the preferred wrapper key. Default: ``'params'`` (BasicSR's
+            ``param_key_g``).
+        strict (bool): raise on any missing, unexpected or mis-shaped key. When False, load
+            the keys that match, warn about the others. Default: True.
+
+    Returns:
+        LoadedCheckpoint: the wrapper key used and the keys not loaded.
+
+    Raises:
+        CheckpointMismatchError: ``strict`` and the keys or shapes differ; the message names
+            the source, then every missing, unexpected and mis-shaped key.
+        ValueError: the checkpoint holds no state_dict under any known key.
+    """
+    if isinstance(checkpoint, (str, os.PathLike)):
+        source = os.fspath(checkpoint)
+        checkpoint = torch.load(source, map_location='cpu', weights_only=True)
+    else:
+        source = '<in-memory checkpoint>'
+    used_key, state_dict = _find_state_dict(checkpoint, param_key, source)
+    state_dict = {(k[len(DDP_PREFIX):] if k.startswith(DDP_PREFIX) else k): v for k, v in state_dict.items()}
+
+    own = net.state_dict()
+    missing = [k for k in own if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in own]
+    mismatched = [f'{k}: checkpoint {tuple(v.shape)} vs network {tuple(own[k].shape)}' for k, v in state_dict.items()
+                  if k in own and v.shape != own[k].shape]
+    report = LoadedCheckpoint(used_key, missing, unexpected, mismatched)
+    if missing or unexpected or mismatched:
+        message = _describe_mismatch(net, source, report)
+        if strict:
+            raise CheckpointMismatchError(message)
+        logger.warning(message)
+
+    loadable = {k: v for k, v in state_dict.items() if k in own and v.shape == own[k].shape}
+    net.load_state_dict(loadable, strict=False)
+    return report
+
+
+def _find_state_dict(checkpoint, param_key, source):
+    """``(key, state_dict)`` of the checkpoint; key None for a bare state_dict."""
+    if not isinstance(checkpoint, Mapping):
+        raise ValueError(f'{source}: a checkpoint is a dict, got {type(checkpoint).__name__}.')
+    if param_key is not None and isinstance(checkpoint.get(param_key), Mapping):
+        return param_key, checkpoint[param_key]
+    for key in WRAPPER_KEYS:
+        if isinstance(checkpoint.get(key), Mapping):
+            if param_key is not None:
+                logger.info(f"{source}: no '{param_key}' in the checkpoint, loading '{key}'.")
+            return key, checkpoint[key]
+    if checkpoint and all(isinstance(v, torch.Tensor) for v in checkpoint.values()):
+        return None, checkpoint
+    raise ValueError(f"{source}: no state_dict under '{param_key}' nor any of {list(WRAPPER_KEYS)}, and not a bare "
+                   f'state_dict; top-level keys: {list(checkpoint)}.')
+
+
+def _describe_mismatch(net, source, report):
+    where = f"'{report.param_key}' of {source}" if report.param_key else source
+    lines = [f'The weights in {where} do not match {type(net).__name__}:']
+    for title, keys in (('missing in the checkpoint', report.missing_keys),
+                        ('unexpected in the checkpoint', report.unexpected_keys),
+                        ('shape mismatch', report.mismatched_shapes)):
+        if keys:
+            lines.append(f'  {title} ({len(keys)}):')
+            lines.extend(f'    {key}' for key in keys)
+    return '\n'.join(lines)
+
+
+def save_checkpoint_atomic(obj, path):
+    """``torch.save(obj, path)`` through a temporary file in the same folder, then an atomic rename.
+
+    A run killed while saving leaves the previous file (or none), never a truncated one.
+
+    Args:
+        obj: what to save (a state_dict, ``{'params': state_dict}``, a training state).
+        path (str | os.PathLike): destination; its folder must exist.
+    """
+    path = os.fspath(path)
+    fd, tmp_path = tempfile.mkstemp(dir=os.path.dirname(path) or '.', prefix=f'.{os.path.basename(path)}.',
+                                    suffix='.tmp')
+    try:
+        with os.fdopen(fd, 'wb') as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp_path, path)
+    except BaseException:
+        os.remove(tmp_path)
+        raise

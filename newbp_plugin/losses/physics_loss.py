@@ -1,0 +1,76 @@
+"""Physics losses: re-degradation consistency and a regulariser of the pre-compensated map S."""
+import torch
+from basicsr.utils.registry import LOSS_REGISTRY
+from torch import nn
+
+from newbp_plugin.ops import crosstalk
+from newbp_plugin.registration import register
+
+
+@register(LOSS_REGISTRY)
+class RedegradationLoss(nn.Module):
+    """Consistency of the restored image with the measurement, through the sensor kernel.
+
+    ``L = loss_weight * mean( max(|K * Ŷ - X| - margin * σ, 0) / σ )``
+
+    with ``K * Ŷ`` the restored image blurred again by the kernel (the same true
+    convolution as the data and the NewBP head), ``X`` the degraded input and
+    ``σ`` the noise standard deviation (per sample, per pixel, or a constant).
+    Residuals within ``margin`` noise deviations cost nothing: the restored
+    image must explain the measurement up to its noise, not reproduce the noise.
+    With ``margin = 0`` and ``σ = 1`` it is the L1 distance of ``K * Ŷ`` to ``X``.
+
+    Args:
+        loss_weight (float): weight of the loss. Default: 1.0.
+        margin (float): free band in units of σ. Default: 0.
+        sigma (float): σ used when the batch gives none (same units as the images). Default: 1.0.
+        padding_mode (str): boundary of the re-blur (see ``ops.crosstalk``). Default: 'reflect'.
+    """
+
+    def __init__(self, loss_weight=1.0, margin=0.0, sigma=1.0, padding_mode='reflect'):
+        super().__init__()
+        if margin < 0 or sigma <= 0:
+            raise ValueError(f'RedegradationLoss: need margin >= 0 and sigma > 0, got margin={margin}, sigma={sigma}')
+        self.loss_weight = loss_weight
+        self.margin = margin
+        self.sigma = sigma
+        self.padding_mode = padding_mode
+
+    def forward(self, pred, lq, kernel, sigma=None):
+        """pred, lq: (B, C, H, W); kernel: any layout of ``ops.crosstalk``; sigma: broadcastable or None."""
+        sigma = self.sigma if sigma is None else sigma
+        residual = (crosstalk(pred, kernel, padding_mode=self.padding_mode) - lq).abs()
+        return self.loss_weight * (torch.clamp(residual - self.margin * sigma, min=0) / sigma).mean()
+
+
+@register(LOSS_REGISTRY)
+class PrecompensationRegularizer(nn.Module):
+    """Keeps the pre-compensated map S of the NewBP head physical and smooth.
+
+    ``L = range_weight * mean(relu(S - high) + relu(low - S)) + tv_weight * (mean|∂x S| + mean|∂y S|)``
+
+    A pre-compensation outside the range a sensor or display can produce
+    ([0, 1] by default) is useless downstream; the total variation term damps
+    the ringing halos that an unconstrained inverse filter creates.
+
+    Args:
+        range_weight (float): weight of the out-of-range penalty. Default: 1.0.
+        tv_weight (float): weight of the anisotropic total variation. Default: 0.
+        low (float): lowest valid value of S. Default: 0.
+        high (float): highest valid value of S. Default: 1.
+    """
+
+    def __init__(self, range_weight=1.0, tv_weight=0.0, low=0.0, high=1.0):
+        super().__init__()
+        if low >= high:
+            raise ValueError(f'PrecompensationRegularizer: need low < high, got low={low}, high={high}')
+        self.range_weight = range_weight
+        self.tv_weight = tv_weight
+        self.low = low
+        self.high = high
+
+    def forward(self, s):
+        """s: (B, C, H, W) pre-compensated map; returns a scalar."""
+        out_of_range = torch.relu(s - self.high) + torch.relu(self.low - s)
+        tv = (s[..., :, 1:] - s[..., :, :-1]).abs().mean() + (s[..., 1:, :] - s[..., :-1, :]).abs().mean()
+        return self.range_weight * out_of_range.mean() + self.tv_weight * tv

@@ -126,6 +126,17 @@ def _kernels_show(parsed, rest):
     return 0
 
 
+def _make_lmdb(parsed, rest):
+    from newbp_plugin.data.lmdb_tools import make_lmdb
+    try:
+        count = make_lmdb(parsed.input, parsed.output, parsed.crop_size, parsed.step, parsed.thresh_size,
+                          parsed.compress_level, parsed.overwrite)
+    except (OSError, ValueError) as error:
+        raise UsageError(str(error)) from None
+    print(f'wrote {count} images to {parsed.output}')
+    return 0
+
+
 def build_parser():
     """The top-level parser; each subcommand sets ``handler`` and ``passthrough``."""
     parser = argparse.ArgumentParser(
@@ -148,6 +159,16 @@ def build_parser():
     show.add_argument('--out', help='PNG file to draw the kernel and its centre profiles into')
     show.add_argument('--seed', type=int, default=0, help='seed for a random spec (default: 0)')
     show.set_defaults(handler=_kernels_show, passthrough=False)
+
+    lmdb = commands.add_parser('make-lmdb', help="write a folder of images into a BasicSR LMDB (meta_info.txt)")
+    lmdb.add_argument('--input', required=True, help='folder of images (PNG, JPEG, ...; 8- or 16-bit)')
+    lmdb.add_argument('--output', required=True, help='LMDB folder to create, X.lmdb')
+    lmdb.add_argument('--crop-size', type=int, help='cut sub-images of this side [px] (BasicSR: 480); default: whole')
+    lmdb.add_argument('--step', type=int, help='sub-image stride [px] (default: crop size / 2)')
+    lmdb.add_argument('--thresh-size', type=int, default=0, help='drop a leftover edge strip up to this size [px]')
+    lmdb.add_argument('--compress-level', type=int, default=1, help='PNG compression 0-9 (default: 1)')
+    lmdb.add_argument('--overwrite', action='store_true', help='replace an existing output LMDB')
+    lmdb.set_defaults(handler=_make_lmdb, passthrough=False)
     return parser
 
 

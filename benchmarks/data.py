@@ -1,0 +1,176 @@
+"""Data loading: CrosstalkDataset (synthesis on the fly) against PairedImageDataset (stored pairs).
+
+Both read the same clean images from LMDB: photographs shipped with scikit-image, cut into
+480x480 sub-images as BasicSR prepares DIV2K (``make-lmdb --crop-size 480 --step 240``).
+PairedImageDataset reads, for the same keys, LQ images degraded beforehand with the same
+kernel and noise and stored as 8-bit PNGs (BasicSR's pre-rendered workflow). Each yields
+256x256 training crops with flips and rotations; CrosstalkDataset degrades each crop with a
+gaussian kernel of 7x7 or 31x31 and Poisson-Gaussian noise in linear light, quantised to 8 bits.
+
+Throughput: samples/s through a DataLoader (batch 8, shuffled), with ``num_workers`` 0 (the
+main process, ``--threads`` torch threads) and 1; the median of ``--rounds`` timed passes of
+``--samples`` samples after one warm-up batch, the two datasets alternating so that they share
+the machine's load. Then where the synthesis time goes: the median time of each step for one sample.
+
+Usage: ``python benchmarks/data.py [--samples 160] [--rounds 3] [--threads 1] [--out benchmarks/results/data.json]``
+"""
+import argparse
+import json
+import os
+import os.path as osp
+import platform
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+
+import cv2
+import numpy as np
+import skimage
+import torch
+from torch.utils.data import DataLoader
+
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+import newbp_plugin  # noqa: E402,F401  (registration)
+from basicsr.data.paired_image_dataset import PairedImageDataset  # noqa: E402
+from newbp_plugin.data.crosstalk_dataset import CrosstalkDataset  # noqa: E402
+from newbp_plugin.data.degradations import NoiseModel, degrade, linear_to_srgb, srgb_to_linear  # noqa: E402
+from newbp_plugin.data.lmdb_tools import make_lmdb  # noqa: E402
+from newbp_plugin.kernels import build_kernel  # noqa: E402
+from newbp_plugin.ops import crosstalk  # noqa: E402
+
+PHOTOS = ('astronaut.png', 'hubble_deep_field.jpg', 'retina.jpg', 'coffee.png', 'rocket.jpg')
+KERNELS = {7: {'type': 'gaussian', 'sigma': 1.2, 'size': 7}, 31: {'type': 'gaussian', 'sigma': 5.0, 'size': 31}}
+NOISE = {'type': 'poisson_gaussian', 'gain': 0.01, 'read_sigma': 0.002, 'quantize': 8}
+GT_SIZE, BATCH = 256, 8
+
+
+def build_lmdbs(folder):
+    """Write gt.lmdb and one lq_k{size}.lmdb per kernel (the same keys) into ``folder``."""
+    photos = osp.join(folder, 'photos')
+    os.makedirs(photos)
+    for name in PHOTOS:
+        img = cv2.imread(osp.join(osp.dirname(skimage.__file__), 'data', name), cv2.IMREAD_COLOR)
+        cv2.imwrite(osp.join(photos, osp.splitext(name)[0] + '.png'), img)
+    gt = osp.join(folder, 'gt.lmdb')
+    make_lmdb(photos, gt, crop_size=480, step=240, progress=False)
+    clean = CrosstalkDataset({'dataroot_gt': gt, 'phase': 'val', 'kernel': {'type': 'gaussian', 'size': 1}})
+    for size, spec in KERNELS.items():
+        degraded = osp.join(folder, f'lq_k{size}')
+        os.makedirs(degraded)
+        kernel, noise, rng = build_kernel(spec), NoiseModel(NOISE), np.random.default_rng(0)
+        for index, key in enumerate(clean.paths):
+            lq = degrade(clean[index]['gt'].numpy(), kernel, noise, rng)
+            bgr = np.round(lq.transpose(1, 2, 0)[..., ::-1] * 255).astype(np.uint8)
+            cv2.imwrite(osp.join(degraded, f'{key}.png'), bgr)
+        make_lmdb(degraded, osp.join(folder, f'lq_k{size}.lmdb'), progress=False)
+    # py-lmdb opens a path once per process: PairedImageDataset reads its own copy of the same images.
+    shutil.copytree(gt, osp.join(folder, 'gt_copy.lmdb'))
+    return gt, len(clean)
+
+
+def datasets(folder, gt, size):
+    """{name: dataset} for one kernel size."""
+    common = {'phase': 'train', 'gt_size': GT_SIZE, 'use_hflip': True, 'use_rot': True, 'scale': 1}
+    paired = PairedImageDataset(dict(common, dataroot_gt=osp.join(folder, 'gt_copy.lmdb'),
+                                     dataroot_lq=osp.join(folder, f'lq_k{size}.lmdb'), io_backend={'type': 'lmdb'}))
+    synthesis = CrosstalkDataset(dict(common, dataroot_gt=gt, kernel=KERNELS[size], noise=NOISE))
+    return {'PairedImageDataset (stored pairs)': paired, 'CrosstalkDataset (synthesis)': synthesis}
+
+
+def samples_per_second(dataset, workers, samples, seed):
+    """Samples/s of one pass of ``samples`` samples, after a warm-up batch (workers started)."""
+    torch.manual_seed(seed)
+    sampler = torch.utils.data.RandomSampler(dataset, replacement=True, num_samples=samples + BATCH)
+    batches = iter(DataLoader(dataset, batch_size=BATCH, sampler=sampler, num_workers=workers, drop_last=True))
+    next(batches)
+    start = time.perf_counter()
+    count = sum(len(batch['gt']) for batch in batches)
+    return count / (time.perf_counter() - start)
+
+
+def median_ms(step, repeats=15):
+    step()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - start)
+    return 1e3 * statistics.median(times)
+
+
+def step_times(photos_folder, size):
+    """{step: median ms} of one 256x256 sample of CrosstalkDataset with a size x size kernel."""
+    img = cv2.imread(osp.join(photos_folder, 'astronaut.png'))[:480, :480]
+    png = cv2.imencode('.png', img, [cv2.IMWRITE_PNG_COMPRESSION, 1])[1]
+    context = size // 2
+    window = img[:GT_SIZE + 2 * context, :GT_SIZE + 2 * context].transpose(2, 0, 1)
+    encoded = window.astype(np.float32) / 255
+    linear = srgb_to_linear(encoded)
+    kernel = torch.from_numpy(build_kernel(KERNELS[size]))
+    blurred = crosstalk(torch.from_numpy(linear)[None], kernel, padding_mode='reflect')[0].numpy()
+    signal = np.ascontiguousarray(blurred[:, context:-context, context:-context])
+    noise, rng = NoiseModel(NOISE), np.random.default_rng(0)
+    return {
+        'decode 480x480 PNG': median_ms(lambda: cv2.imdecode(png, cv2.IMREAD_UNCHANGED)),
+        'to float, sRGB -> linear': median_ms(lambda: srgb_to_linear(window.astype(np.float32) / 255)),
+        'blur (ops.crosstalk)': median_ms(lambda: crosstalk(torch.from_numpy(linear)[None], kernel,
+                                                            padding_mode='reflect')),
+        'Poisson-Gaussian noise, clip': median_ms(lambda: noise.add(signal, rng)),
+        'linear -> sRGB, quantise': median_ms(lambda: noise.quantize_image(linear_to_srgb(signal))),
+        'whole degrade()': median_ms(lambda: degrade(encoded, kernel, noise, rng, context=context)),
+    }
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--samples', type=int, default=160, help='samples per timed pass')
+    parser.add_argument('--rounds', type=int, default=3, help='timed passes per configuration (median)')
+    parser.add_argument('--threads', type=int, default=1,
+                        help='torch threads of the main process (workers use 1, as DataLoader sets)')
+    parser.add_argument('--out', default=osp.join(osp.dirname(osp.abspath(__file__)), 'results', 'data.json'))
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+
+    rows = []
+    with tempfile.TemporaryDirectory() as folder:
+        gt, count = build_lmdbs(folder)
+        for size in KERNELS:
+            for workers in (0, 1):
+                candidates = datasets(folder, gt, size)  # new: PairedImageDataset's LMDB must not cross a fork
+                rates = {name: [] for name in candidates}
+                for round_index in range(args.rounds):
+                    for name, dataset in candidates.items():
+                        rates[name].append(samples_per_second(dataset, workers, args.samples, round_index))
+                paired, synthesis = (statistics.median(values) for values in rates.values())
+                rows.append({'kernel': f'{size}x{size}', 'num_workers': workers, 'paired_samples_per_s': paired,
+                             'synthesis_samples_per_s': synthesis, 'ratio': synthesis / paired, 'rounds': rates})
+                del candidates
+        steps = {f'{size}x{size}': step_times(osp.join(folder, 'photos'), size) for size in KERNELS}
+
+    print(f'{count} clean 480x480 sub-images; {GT_SIZE}x{GT_SIZE} crops, batch {BATCH}, '
+          f'noise {NOISE}; torch threads (main process): {torch.get_num_threads()}')
+    print(f"{'kernel':>7} {'workers':>7} {'paired/s':>9} {'synthesis/s':>11} {'ratio':>6}")
+    for row in rows:
+        print(f"{row['kernel']:>7} {row['num_workers']:>7} {row['paired_samples_per_s']:>9.1f} "
+              f"{row['synthesis_samples_per_s']:>11.1f} {row['ratio']:>6.2f}")
+    print(f"\n{'step of one sample [ms]':<30}" + ''.join(f'{name:>8}' for name in steps))
+    for step in next(iter(steps.values())):
+        print(f'{step:<30}' + ''.join(f'{times[step]:>8.1f}' for times in steps.values()))
+    result = {
+        'benchmark': 'data loading: CrosstalkDataset synthesis vs PairedImageDataset stored pairs',
+        'images': f'{count} sub-images 480x480 of {", ".join(PHOTOS)} (scikit-image)',
+        'gt_size': GT_SIZE, 'batch_size': BATCH, 'noise': NOISE, 'kernels': KERNELS, 'samples': args.samples,
+        'rounds': args.rounds, 'rows': rows, 'step_ms': steps,
+        'machine': {'cpus': os.cpu_count(), 'torch_threads': torch.get_num_threads(), 'torch': torch.__version__,
+                    'numpy': np.__version__, 'python': platform.python_version(), 'load_average': os.getloadavg()},
+    }
+    os.makedirs(osp.dirname(args.out), exist_ok=True)
+    with open(args.out, 'w') as f:
+        json.dump(result, f, indent=2)
+    print(f'wrote {args.out}')
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,376 @@
+"""CrosstalkDataset: clean images from an LMDB or a folder, degraded on the fly (``X = K * Y + N``)."""
+import difflib
+import itertools
+import logging
+import numbers
+import os
+import os.path as osp
+
+import cv2
+import lmdb
+import numpy as np
+import torch
+from basicsr.utils import bgr2ycbcr, imfrombytes, scandir
+from basicsr.utils.registry import DATASET_REGISTRY
+from torch.utils import data
+
+from newbp_plugin.data.degradations import NoiseModel, degrade
+from newbp_plugin.kernels import MAX_KERNEL_SIZE, KernelSampler, build_kernel
+from newbp_plugin.kernels.build import RANDOM_TYPE, RANDOM_VALUES, as_spec
+from newbp_plugin.kernels.grid import centre_pad
+from newbp_plugin.registration import register
+
+logger = logging.getLogger('basicsr')
+
+REQUIRED = object()  # marks an option without a default
+OPTIONS = {  # the dataset's own options and their defaults (io_backend: derived from dataroot_gt)
+    'dataroot_gt': REQUIRED,
+    'io_backend': None,
+    'meta_info_file': None,
+    'gt_size': None,
+    'use_hflip': True,
+    'use_rot': True,
+    'kernel': {'type': 'crosstalk'},
+    'kernel_size': None,
+    'noise': None,
+    'color': 'rgb',
+    'linear_light': True,
+    'val_crop_size': None,
+    'val_seed': 0,
+}
+# Options BasicSR itself writes into, or reads from, every dataset's options.
+BASICSR_OPTIONS = ('name', 'type', 'phase', 'scale', 'num_worker_per_gpu', 'batch_size_per_gpu',
+                   'dataset_enlarge_ratio', 'prefetch_mode', 'num_prefetch_queue', 'pin_memory', 'persistent_workers',
+                   'use_shuffle')
+COLORS = {'rgb': 3, 'y': 1, 'gray': 1}  # color option -> channels
+IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp')
+MAX_KERNEL_CORNERS = 4096  # random-spec extremes built to find the largest kernel
+LMDB_DEFAULTS = {'readonly': True, 'lock': False, 'readahead': False}  # BasicSR's LmdbBackend defaults
+_LMDB_ENVIRONMENTS = {}  # LMDB path -> (process id, lmdb.Environment)
+
+
+def _fail(message):
+    raise ValueError(f'CrosstalkDataset: {message}')
+
+
+def _read_meta_info(path):
+    """The names of a meta-info file: the first field of each line (BasicSR: ``name.png (h,w,c) compression``)."""
+    if not osp.isfile(path):
+        _fail(f'meta-info file not found: {path}')
+    with open(path, encoding='utf-8') as f:
+        names = [line.split()[0] for line in f if line.strip()]
+    if not names:
+        _fail(f'meta-info file {path} lists no image')
+    return names
+
+
+def _corner_specs(spec):
+    """Every fixed spec made by setting each random part of a kernel spec to one of its extremes.
+
+    ``{uniform|randint: [low, high]}`` -> low or high; ``{choice: [...]}`` and ``type: random`` ->
+    each choice. Kernel sizes grow monotonically with every size-setting option (sigma, radius,
+    length, wavelength, f_number, size, ...), so the largest kernel of a spec is one of these.
+    """
+    if isinstance(spec, (list, tuple)):
+        return [list(combination) for combination in itertools.product(*map(_corner_specs, spec))]
+    if not isinstance(spec, dict):
+        return [spec]
+    if len(spec) == 1 and next(iter(spec)) in RANDOM_VALUES:
+        rule, values = next(iter(spec.items()))
+        return [corner for value in (values if rule == 'choice' else (values[0], values[-1]))
+                for corner in _corner_specs(value)]
+    if spec.get('type') == RANDOM_TYPE:
+        return [corner for choice in spec['choices'] for corner in _corner_specs(as_spec(choice))]
+    keys = list(spec)
+    return [dict(zip(keys, values)) for values in itertools.product(*(_corner_specs(spec[key]) for key in keys))]
+
+
+def _open_lmdb(path, options):
+    """The environment of the LMDB ``path`` in this process.
+
+    py-lmdb opens a path once per process, and an environment must not be used across a fork:
+    the datasets of a process share one; a DataLoader worker closes the copy it inherited (the
+    parent's stays open) and opens its own.
+    """
+    pid, env = _LMDB_ENVIRONMENTS.get(path, (None, None))
+    if pid != os.getpid():
+        if env is not None:
+            env.close()
+        env = lmdb.open(path, **dict(LMDB_DEFAULTS, **options))
+        _LMDB_ENVIRONMENTS[path] = (os.getpid(), env)
+    return env
+
+
+def _window(img, top, left, height, width):
+    """``img[top:top + height, left:left + width]``, continued by reflection where it leaves the image."""
+    img_h, img_w = img.shape[:2]
+    top_in, left_in = max(top, 0), max(left, 0)
+    bottom_in, right_in = min(top + height, img_h), min(left + width, img_w)
+    pads = [(top_in - top, top + height - bottom_in), (left_in - left, left + width - right_in)]
+    patch = img[top_in:bottom_in, left_in:right_in]
+    if any(any(pad) for pad in pads):
+        patch = np.pad(patch, pads + [(0, 0)] * (img.ndim - 2), mode='reflect')
+    return patch
+
+
+@register(DATASET_REGISTRY)
+class CrosstalkDataset(data.Dataset):
+    """Clean images Y from an LMDB or a folder; ``X = K * Y + N`` synthesised for every sample.
+
+    Each item is a dict: ``lq`` (X) and ``gt`` (Y), float32 (C, H, W) in [0, 1] (C = 3 for
+    ``color: rgb``, else 1); ``gt_path`` (LMDB key or file path) and ``lq_path`` (the same: X is
+    made from it); ``kernel``, the float32 K used, zero-padded to (C, S, S), or to (C, C, S, S)
+    when the spec can give channel-mixing kernels (S: ``kernel_size``), so that batches collate
+    and ``ops.crosstalk(·, batch['kernel'])`` applies each sample's K (cross_channel: per sample).
+
+    Training (``phase: train``): a random ``gt_size`` crop, flips and 90° rotations of the clean
+    patch (before K: K keeps the sensor's orientation), then K and noise. Every random draw of a
+    sample comes from ``np.random.default_rng([t, index])``, ``t`` drawn from torch's RNG, which
+    BasicSR seeds per rank and the DataLoader per worker and per epoch: samples differ between
+    workers, ranks and epochs, and repeat with torch's seed. Validation / test: the full image or
+    its centre ``val_crop_size`` crop, degraded with ``default_rng([val_seed, index])``: the same
+    image at every epoch and in every run. K reads the image's real surroundings of the crop
+    (reflection beyond the image's borders).
+
+    Options (BasicSR's names first; an unknown option is an error that names it):
+        dataroot_gt (str): the LMDB (``*.lmdb``) or folder of clean images (8- or 16-bit PNG, JPEG, ...;
+            grey images in a colour set are replicated; an alpha channel is dropped).
+        io_backend (dict): ``{type: lmdb}`` (other keys: arguments of ``lmdb.open``, default BasicSR's
+            ``readonly: true, lock: false, readahead: false``) or ``{type: disk}``.
+            Default: lmdb when dataroot_gt ends with ``.lmdb``, else disk.
+        meta_info_file (str | None): images to use, one per line (first field; BasicSR's format).
+            Default: the LMDB's ``meta_info.txt``, or every image of the folder.
+        phase (str): ``train``, ``val`` or ``test`` (set by BasicSR).
+        scale (int): must be 1 (set by BasicSR from the top-level ``scale``).
+        gt_size (int): training crop side [px]; smaller images are reflect-padded (warned once).
+        use_hflip (bool): random horizontal flips in training. Default: true.
+        use_rot (bool): random vertical flips and transposes in training. Default: true.
+        kernel (dict | str | list): kernel spec of :func:`newbp_plugin.kernels.build_kernel`
+            (``{type: ..., ...}``, a PSF file, a list of specs drawn from, or a random spec).
+            Default: ``{type: crosstalk}``.
+        kernel_size (int | None): odd side S of the returned kernels. Default: the largest the spec
+            can give (a random spec: the largest over the extremes of its ranges and choices).
+        noise (dict | None): noise spec of :class:`newbp_plugin.data.degradations.NoiseModel`
+            (``{type: gaussian | poisson_gaussian | none, ..., clip, quantize}``). Default: none.
+        color (str): ``rgb``, ``y`` (BasicSR's BT.601 Y, 16-235) or ``gray`` (BT.601 luma, 0-255);
+            y and gray are made from Y before it is degraded. Default: rgb.
+        linear_light (bool): the source is sRGB-encoded: apply K and N in linear light. Default: true.
+            ``lq`` and ``gt`` stay sRGB-encoded; a model that applies K itself (the NewBP head) must
+            do it in linear light too (``degradations.srgb_to_linear`` / ``linear_to_srgb`` take tensors).
+        val_crop_size (int | None): validation / test centre crop side [px]; None: the full image.
+        val_seed (int): seed of the validation / test degradations. Default: 0.
+    """
+
+    def __init__(self, opt):
+        super().__init__()
+        unknown = sorted(set(opt) - set(OPTIONS) - set(BASICSR_OPTIONS))
+        if 'dataroot_lq' in unknown:
+            _fail('option dataroot_lq: this dataset synthesises lq from dataroot_gt; remove dataroot_lq '
+                  '(PairedImageDataset reads stored pairs)')
+        if unknown:
+            close = difflib.get_close_matches(unknown[0], list(OPTIONS), n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ''
+            _fail(f"unknown option '{unknown[0]}'{hint}; valid options: {', '.join(OPTIONS)}")
+        missing = [key for key, default in OPTIONS.items() if default is REQUIRED and key not in opt]
+        if missing:
+            _fail(f'option {missing[0]} is required')
+        self.opt = {**OPTIONS, **opt}  # all of it: BasicSR's models read keys such as 'name'
+        self.phase = opt.get('phase', 'train')
+        if self.phase not in ('train', 'val', 'test'):
+            _fail(f"phase must be train, val or test, got {self.phase!r}")
+        if opt.get('scale', 1) != 1:
+            _fail(f"scale must be 1 (crosstalk keeps the image size), got {opt['scale']!r}")
+        self._check_values()
+        self.is_train = self.phase == 'train'
+        self.channels = COLORS[self.opt['color']]
+
+        self.root = str(self.opt['dataroot_gt'])
+        default_backend = 'lmdb' if self.root.rstrip('/').endswith('.lmdb') else 'disk'
+        backend = dict(self.opt['io_backend'] or {'type': default_backend})
+        self.backend_type = backend.pop('type', None)
+        if self.backend_type == 'lmdb':
+            meta = self.opt['meta_info_file'] or osp.join(self.root, 'meta_info.txt')
+            if not osp.isdir(self.root):
+                _fail(f'LMDB not found: {self.root}')
+            self.paths = [osp.splitext(name)[0] for name in _read_meta_info(meta)]
+        elif self.backend_type == 'disk':
+            if backend:
+                _fail(f"io_backend {{type: disk}} takes no other option, got {', '.join(backend)}")
+            if not osp.isdir(self.root):
+                _fail(f'image folder not found: {self.root}')
+            names = (_read_meta_info(self.opt['meta_info_file']) if self.opt['meta_info_file'] else sorted(
+                name for name in scandir(self.root) if name.lower().endswith(IMAGE_SUFFIXES)))
+            if not names:
+                _fail(f'no image ({", ".join(IMAGE_SUFFIXES)}) in {self.root}')
+            self.paths = [osp.join(self.root, name) for name in names]
+        else:
+            _fail(f"io_backend.type must be lmdb or disk, got {self.backend_type!r}")
+        self.lmdb_options = backend
+
+        self.noise = self._option('noise', lambda spec: NoiseModel(spec, self.channels))
+        self.kernels = self._option('kernel', KernelSampler)
+        self.kernel_size, self.cross_channel = self._option('kernel', lambda spec: self._kernel_layout())
+        self._warned_small = False
+
+    def _check_values(self):
+        """Fail on a bad value of a scalar option, naming it."""
+        opt = self.opt
+
+        def is_int(value, low=1):
+            return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= low
+
+        checks = [
+            ('gt_size', is_int(opt['gt_size']) or (opt['gt_size'] is None and self.phase != 'train'),
+             'a positive integer (required for training)'),
+            ('use_hflip', isinstance(opt['use_hflip'], bool), 'true or false'),
+            ('use_rot', isinstance(opt['use_rot'], bool), 'true or false'),
+            ('color', opt['color'] in COLORS, f"one of {', '.join(COLORS)}"),
+            ('linear_light', isinstance(opt['linear_light'], bool), 'true or false'),
+            ('kernel_size', opt['kernel_size'] is None or (is_int(opt['kernel_size']) and opt['kernel_size'] % 2 == 1
+                                                           and opt['kernel_size'] <= MAX_KERNEL_SIZE),
+             f'null or an odd integer <= {MAX_KERNEL_SIZE}'),
+            ('val_crop_size', opt['val_crop_size'] is None or is_int(opt['val_crop_size']),
+             'null or a positive integer'),
+            ('val_seed', is_int(opt['val_seed'], low=0), 'a non-negative integer'),
+            ('io_backend', opt['io_backend'] is None or isinstance(opt['io_backend'], dict), 'a mapping {type: ...}'),
+        ]
+        for key, valid, expected in checks:
+            if not valid:
+                _fail(f'option {key} must be {expected}, got {opt[key]!r}')
+
+    def _option(self, key, build):
+        """``build(self.opt[key])``, a ValueError from it reported as an error of option ``key``."""
+        try:
+            return build(self.opt[key])
+        except ValueError as error:
+            raise ValueError(f'CrosstalkDataset: option {key}: {error}') from error
+
+    def _kernel_layout(self):
+        """(S, cross_channel) of the returned kernels: their side and whether they are (C, C, S, S)."""
+        if self.kernels.is_random:
+            self.kernels.sample(np.random.default_rng(0))  # a malformed random spec fails here, with its message
+            specs = _corner_specs(self.kernels.spec)
+            if len(specs) > MAX_KERNEL_CORNERS and self.opt['kernel_size'] is None:
+                raise ValueError(f'the spec has {len(specs)} combinations of extremes; set kernel_size')
+            kernels = [build_kernel(spec) for spec in specs]
+        else:
+            kernels = [self.kernels.sample()]
+        for kernel in kernels:
+            if kernel.ndim > 2 and kernel.shape[:kernel.ndim - 2] != (self.channels, ) * (kernel.ndim - 2):
+                raise ValueError(f'a kernel of shape {kernel.shape} does not fit {self.channels}-channel images '
+                                 f"(color: {self.opt['color']})")
+        largest = max(max(kernel.shape[-2:]) for kernel in kernels)
+        size = self.opt['kernel_size'] or largest
+        if size < largest:
+            raise ValueError(f'kernel_size {size} is smaller than the largest kernel of the spec ({largest})')
+        return size, any(kernel.ndim == 4 for kernel in kernels)
+
+    def _generator(self, index):
+        """The numpy Generator of sample ``index`` (see the class docstring)."""
+        stream = int(torch.randint(2**62, ())) if self.is_train else self.opt['val_seed']
+        return np.random.default_rng([stream, index])
+
+    def _read(self, index):
+        """The image of ``index`` as stored: (H, W) or (H, W, 3 | 4) BGR(A), uint8 or uint16."""
+        path = self.paths[index]
+        if self.backend_type == 'lmdb':
+            where = f"image '{path}' in the LMDB {self.root}"
+            with _open_lmdb(self.root, self.lmdb_options).begin(write=False) as txn:
+                content = txn.get(path.encode('ascii'))
+            if content is None:
+                raise KeyError(f"CrosstalkDataset: key '{path}' is not in the LMDB {self.root}")
+        else:
+            where = f'image {path}'
+            with open(path, 'rb') as f:
+                content = f.read()
+        img = imfrombytes(content, flag='unchanged')
+        if img is None:
+            raise ValueError(f'CrosstalkDataset: cannot decode {where} (not an image file?)')
+        if img.dtype not in (np.uint8, np.uint16) or (img.ndim == 3 and img.shape[2] not in (3, 4)):
+            raise ValueError(f'CrosstalkDataset: {where} is {img.dtype} with shape {img.shape}; expected 8- or '
+                             f'16-bit grey, BGR or BGRA')
+        return img
+
+    def _pad_to(self, img, size, path):
+        """``img`` reflect-padded (bottom, right) to at least ``size`` x ``size``; warns once."""
+        height, width = img.shape[:2]
+        if height >= size and width >= size:
+            return img
+        if not self._warned_small:
+            logger.warning(f'CrosstalkDataset: {path} is {height}x{width}, smaller than {size}x{size}: reflect-padded '
+                           f'(warned once; other small images are padded silently)')
+            self._warned_small = True
+        pads = [(0, max(size - height, 0)), (0, max(size - width, 0))] + [(0, 0)] * (img.ndim - 2)
+        return np.pad(img, pads, mode='reflect')
+
+    def _to_float(self, img):
+        """(C, H, W) float32 in [0, 1] of a stored image, in the ``color`` of the options."""
+        img = img.astype(np.float32) / np.float32(np.iinfo(img.dtype).max)
+        color = self.opt['color']
+        if img.ndim == 2 and color == 'gray':
+            return img[None]
+        if img.ndim == 2:
+            img = np.repeat(img[..., None], 3, axis=2)
+        if color == 'rgb':
+            return np.ascontiguousarray(img[..., 2::-1].transpose(2, 0, 1))  # BGR(A) -> RGB
+        bgr = np.ascontiguousarray(img[..., :3])
+        return (bgr2ycbcr(bgr, y_only=True) if color == 'y' else cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY))[None]
+
+    def _augment(self, img, rng):
+        """Flips and transposes of BasicSR's ``augment``, drawn from ``rng`` (BasicSR's draw from ``random``,
+        which its worker_init_fn reseeds identically at every epoch)."""
+        hflip, vflip, transpose = rng.random(3) < 0.5
+        if hflip and self.opt['use_hflip']:
+            img = img[:, ::-1]
+        if vflip and self.opt['use_rot']:
+            img = img[::-1]
+        if transpose and self.opt['use_rot']:
+            img = img.swapaxes(0, 1)
+        return img
+
+    def _kernel_tensor(self, kernel):
+        """``kernel`` as the float32 (C, S, S) or (C, C, S, S) tensor of the item (zero-padded, centred)."""
+        if kernel.ndim == 2:
+            kernel = np.broadcast_to(kernel, (self.channels, ) + kernel.shape)
+        if self.cross_channel and kernel.ndim == 3:
+            diagonal = np.zeros((self.channels, ) + kernel.shape, np.float32)
+            diagonal[np.arange(self.channels), np.arange(self.channels)] = kernel
+            kernel = diagonal
+        if max(kernel.shape[-2:]) > self.kernel_size:
+            raise ValueError(f'CrosstalkDataset: a kernel of shape {kernel.shape} was drawn, larger than '
+                             f'kernel_size {self.kernel_size}; set the option kernel_size to at least its side')
+        return torch.from_numpy(centre_pad(kernel, (self.kernel_size, self.kernel_size)).astype(np.float32))
+
+    def __getitem__(self, index):
+        rng = self._generator(index)
+        path = self.paths[index]
+        img = self._read(index)
+        kernel = self.kernels.sample(rng)
+        context = max(kernel.shape[-2:]) // 2
+        if self.is_train:
+            size = self.opt['gt_size']
+            img = self._pad_to(img, size, path)
+            top, left = rng.integers(img.shape[0] - size + 1), rng.integers(img.shape[1] - size + 1)
+            height = width = size
+        elif self.opt['val_crop_size'] is None:
+            top, left, (height, width) = 0, 0, img.shape[:2]
+        else:
+            height = width = self.opt['val_crop_size']
+            img = self._pad_to(img, height, path)
+            top, left = (img.shape[0] - height) // 2, (img.shape[1] - width) // 2
+        window = _window(img, top - context, left - context, height + 2 * context, width + 2 * context)
+        if self.is_train:
+            window = self._augment(window, rng)
+        clean = self._to_float(window)
+        lq = degrade(clean, kernel, self.noise, rng, self.opt['linear_light'], context)
+        gt = clean[:, context:clean.shape[1] - context, context:clean.shape[2] - context]
+        return {
+            'lq': torch.from_numpy(np.ascontiguousarray(lq)),
+            'gt': torch.from_numpy(np.ascontiguousarray(gt)),
+            'lq_path': path,
+            'gt_path': path,
+            'kernel': self._kernel_tensor(kernel),
+        }
+
+    def __len__(self):
+        return len(self.paths)

@@ -4,7 +4,9 @@ Parameters: trainable parameters. MACs: multiply-accumulates of one forward pass
 image, from ``torch.utils.flop_counter.FlopCounterMode`` (convolutions and matrix products,
 functional ones included; MACs = FLOPs / 2; element-wise ops, normalisations, poolings and
 FFTs are not counted, as in ptflops-style figures such as NAFNet's). Latency: median
-wall-clock of ``--repeats`` forward passes (eval mode, no grad, batch 1) after ``--warmup``.
+wall-clock of ``--repeats`` forward passes (eval mode, no grad, batch 1) after ``--warmup``,
+the architectures timed in turn within each repeat (interleaved), so that a load shared with
+other processes weighs on all alike and their ratios stay fair.
 
 Add an architecture by appending ``(name, builder)`` to ``ARCHITECTURES``: the builder takes
 no argument and returns the network (image channels 3).
@@ -26,10 +28,18 @@ from torch.utils.flop_counter import FlopCounterMode
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 import newbp_plugin  # noqa: E402, F401  (compat before the archs import BasicSR)
 from newbp_plugin.archs.nafnet_arch import NAFNet  # noqa: E402
+from newbp_plugin.archs.newbp_arch import NewBPNAFNet  # noqa: E402
 
+GOPRO = dict(img_channel=3, width=32, middle_blk_num=1, enc_blk_nums=[1, 1, 1, 28], dec_blk_nums=[1, 1, 1, 1])
+CROSSTALK = {'type': 'crosstalk'}  # 3x3 CMOS crosstalk
 ARCHITECTURES = [
-    ('NAFNet width 32 (GoPro config)',
-     lambda: NAFNet(img_channel=3, width=32, middle_blk_num=1, enc_blk_nums=[1, 1, 1, 28], dec_blk_nums=[1, 1, 1, 1])),
+    ('NAFNet width 32 (GoPro config)', lambda: NAFNet(**GOPRO)),
+    ('NewBPNAFNet, same body, head, skip: input (no converse)',
+     lambda: NewBPNAFNet(**GOPRO, kernel=CROSSTALK, skip='input')),
+    ('NewBPNAFNet, same body, head, skip: converse (default)', lambda: NewBPNAFNet(**GOPRO, kernel=CROSSTALK)),
+    ('NewBPNAFNet, skip: converse + entrance + 1 middle + 1 ending Converse block',
+     lambda: NewBPNAFNet(**GOPRO, kernel=CROSSTALK, entrance_converse=True, middle_converse_blocks=1,
+                         ending_converse_blocks=1)),
 ]
 
 
@@ -39,21 +49,24 @@ def count_macs(net, x):
     return counter.get_total_flops() // 2
 
 
-def median_latency_ms(net, x, warmup, repeats):
-    def forward():
+def median_latencies_ms(nets, x, warmup, repeats):
+    """Median forward latency of each net, the nets timed in turn within each repeat."""
+    def seconds(net):
+        start = time.perf_counter()
         with torch.no_grad():
             net(x)
         if x.device.type == 'cuda':
             torch.cuda.synchronize()
+        return time.perf_counter() - start
 
     for _ in range(warmup):
-        forward()
-    times = []
+        for net in nets:
+            seconds(net)
+    times = [[] for _ in nets]
     for _ in range(repeats):
-        start = time.perf_counter()
-        forward()
-        times.append(time.perf_counter() - start)
-    return 1e3 * statistics.median(times)
+        for net, net_times in zip(nets, times):
+            net_times.append(seconds(net))
+    return [1e3 * statistics.median(net_times) for net_times in times]
 
 
 def main():
@@ -69,24 +82,28 @@ def main():
     device = torch.device(args.device)
     x = torch.rand(1, 3, args.size, args.size, device=device)
 
+    nets = [build().eval().to(device) for _, build in ARCHITECTURES]
+    latencies = median_latencies_ms(nets, x, args.warmup, args.repeats)
     rows = []
-    print(f'| architecture | params (M) | MACs (G) at {args.size}² | {args.device} latency (ms) |')
-    print('|---|---:|---:|---:|')
-    for name, build in ARCHITECTURES:
-        net = build().eval().to(device)
+    print(f'| architecture | params (M) | MACs (G) at {args.size}² | {args.device} latency (ms) | vs first |')
+    print('|---|---:|---:|---:|---:|')
+    for (name, _), net, latency in zip(ARCHITECTURES, nets, latencies):
         row = {
             'architecture': name,
             'params': sum(p.numel() for p in net.parameters() if p.requires_grad),
             'macs': count_macs(net, x),
-            'latency_ms': median_latency_ms(net, x, args.warmup, args.repeats),
+            'latency_ms': latency,
+            'latency_vs_first': latency / latencies[0],
         }
         rows.append(row)
-        print(f'| {name} | {row["params"] / 1e6:.2f} | {row["macs"] / 1e9:.2f} | {row["latency_ms"]:.0f} |')
+        print(f'| {name} | {row["params"] / 1e6:.2f} | {row["macs"] / 1e9:.2f} | {row["latency_ms"]:.0f} | '
+              f'{row["latency_vs_first"]:.3f} |')
 
     report = {
         'benchmark': 'architectures: parameters, MACs (FlopCounterMode FLOPs / 2), forward latency',
         'input': [1, 3, args.size, args.size], 'device': args.device, 'threads': args.threads,
-        'warmup': args.warmup, 'repeats': args.repeats, 'time': 'median wall-clock, eval, no grad',
+        'warmup': args.warmup, 'repeats': args.repeats,
+        'time': 'median wall-clock, eval, no grad, architectures interleaved within each repeat',
         'torch': torch.__version__, 'machine': f'{platform.machine()} {platform.processor()}'.strip(),
         'cpus': os.cpu_count(), 'results': rows,
     }

@@ -57,3 +57,32 @@ def test_import_modules_by_suffix(tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(tmp_path))
     modules = import_modules_by_suffix('demo_pkg', '_arch')
     assert [m.__name__ for m in modules] == ['demo_pkg.a_arch', 'demo_pkg.b_arch']
+
+
+def _declared_registrations():
+    """(registry name, class name) of every ``@register(X_REGISTRY)`` class in the plugin's source."""
+    import ast
+    import pathlib
+    import newbp_plugin
+    found = []
+    for path in pathlib.Path(newbp_plugin.__file__).parent.rglob('*.py'):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ClassDef):
+                for deco in node.decorator_list:
+                    if isinstance(deco, ast.Call) and getattr(deco.func, 'id', '') == 'register':
+                        found.append((deco.args[0].id, node.name))
+    return found
+
+
+def test_every_plugin_class_is_registered_after_import():
+    """'No object named X found in registry' cannot happen for the plugin's own names."""
+    import subprocess
+    import sys
+    declared = _declared_registrations()
+    assert ('ARCH_REGISTRY', 'NAFNet') in declared and len(declared) >= 3
+    script = ('import newbp_plugin, basicsr.utils.registry as r\n'
+              f'for registry, name in {declared!r}:\n'
+              '    getattr(r, registry).get(name)\n'
+              'print("ok")\n')
+    result = subprocess.run([sys.executable, '-c', script], capture_output=True, text=True)
+    assert result.returncode == 0 and result.stdout.strip() == 'ok', result.stderr[-2000:]

@@ -80,3 +80,55 @@ def test_torchrun_two_cpu_processes_train_and_resume(tmp_path, paired_folders):
     assert second.returncode == 0, second.stderr[-3000:]
     assert 'Resuming training from epoch' in read_logs(exp)
     assert (exp / 'models' / 'net_g_6.pth').is_file()
+
+
+def newbp_options(gt, lq, total_iter):
+    """The smoke run with the plugin's NewBPModel and its smallest NAFNet."""
+    opt = smoke_options(gt, lq, total_iter)
+    opt['model_type'] = 'NewBPModel'
+    opt['network_g'] = {'type': 'NAFNet', 'img_channel': 3, 'width': 8, 'middle_blk_num': 1, 'enc_blk_nums': [1],
+                        'dec_blk_nums': [1]}
+    return opt
+
+
+@pytest.mark.slow
+def test_sigkill_mid_run_then_auto_resume_reaches_final_iteration(tmp_path, paired_folders):
+    import os
+    import signal
+    import subprocess
+    import time
+
+    import torch
+
+    from tests.conftest import basicsr_command
+    gt, lq = paired_folders
+    opt = newbp_options(gt, lq, total_iter=60)
+    opt['logger']['save_checkpoint_freq'] = 1  # save every iteration, so the kill may land mid-write
+    opt['val']['val_freq'] = 1000
+    (tmp_path / 'run.yml').write_text(yaml.safe_dump(opt))
+    states = tmp_path / 'experiments' / 'smoke' / 'training_states'
+    process = subprocess.Popen([basicsr_command(), 'train', '-opt', 'run.yml'], cwd=tmp_path,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.time() + 300
+        while time.time() < deadline and len(list(states.glob('*.state'))) < 5:
+            time.sleep(0.05)
+        assert process.poll() is None, 'training ended before it could be killed'
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=60)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    killed_at = max(int(p.stem) for p in states.glob('*.state'))
+    assert killed_at < 60
+
+    # every checkpoint left behind loads (weights only): none is truncated
+    for path in list(states.glob('*.state')) + list((states.parent / 'models').glob('*.pth')):
+        torch.load(path, weights_only=True)
+
+    resumed = run_basicsr(['train', '-opt', 'run.yml', '--auto_resume'], cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    log = read_logs(tmp_path / 'experiments' / 'smoke')
+    assert f'Resuming training from epoch' in log and f'iter: {killed_at}.' in log
+    assert (states / '60.state').is_file()
+    assert (states.parent / 'models' / 'net_g_latest.pth').is_file()

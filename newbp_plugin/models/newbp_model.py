@@ -1,0 +1,277 @@
+"""NewBPModel: BasicSR's SRModel, aware of the sensor kernel and of the pre-compensated map S."""
+import difflib
+import inspect
+import os
+import os.path as osp
+from collections import OrderedDict
+
+import numpy as np
+import torch
+from basicsr.losses import build_loss
+from basicsr.models.sr_model import SRModel
+from basicsr.utils import get_root_logger, imwrite
+from basicsr.utils.dist_util import master_only
+from basicsr.utils.registry import MODEL_REGISTRY
+
+from newbp_plugin.archs.checkpoint import load_checkpoint, save_checkpoint_atomic
+from newbp_plugin.ops.tiling import tiled_forward
+from newbp_plugin.registration import register
+
+# Options this model reads, beside BasicSR's own (see README, "Options").
+TRAIN_OPTIONS = ('optim_g', 'scheduler', 'total_iter', 'warmup_iter', 'ema_decay', 'pixel_opt', 'perceptual_opt',
+                 'redegradation_opt', 'precompensation_opt', 'max_bad_steps', 'grad_clip_norm', 'amp')
+VAL_OPTIONS = ('val_freq', 'save_img', 'metrics', 'pbar', 'suffix', 'tile', 'tile_overlap', 'save_s')
+AMP_DTYPES = {'bf16': torch.bfloat16, 'fp16': torch.float16}
+
+
+def check_options(section, options, valid):
+    """Raise ValueError naming any key of ``options`` not in ``valid`` (with the close match)."""
+    for key in options or {}:
+        if key not in valid:
+            close = difflib.get_close_matches(key, valid, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ''
+            raise ValueError(f"unknown option '{section}:{key}'{hint}; valid options: {', '.join(valid)}")
+
+
+def s_to_image(s):
+    """Viewable uint8 BGR picture of a pre-compensated map S (C, H, W), C in {1, 3}.
+
+    S is shown as is where it lies in [0, 1]; its halo outside that range (the
+    negative ring that pre-compensates the blur, and overshoots above 1) is
+    drawn on the right in a diverging colour map: blue below 0, red above 1.
+    """
+    s = s.float().cpu()
+    visible = s.clamp(0, 1).mean(0) if s.size(0) != 3 else s.clamp(0, 1)
+    visible = (visible.permute(1, 2, 0).numpy()[..., ::-1] if visible.dim() == 3 else np.repeat(
+        visible.numpy()[..., None], 3, axis=2))
+    excess = (s - s.clamp(0, 1)).mean(0).numpy()
+    scale = max(float(np.abs(excess).max()), 1e-6)
+    halo = np.full(excess.shape + (3, ), 1.0)
+    halo[..., 0] -= np.clip(excess / scale, 0, 1)  # above 1: less blue, less green -> red
+    halo[..., 1] -= np.abs(excess) / scale
+    halo[..., 2] -= np.clip(-excess / scale, 0, 1)  # below 0: less red, less green -> blue
+    picture = np.concatenate([visible, halo], axis=1)
+    return np.round(np.clip(picture, 0, 1) * 255).astype(np.uint8)
+
+
+@register(MODEL_REGISTRY)
+class NewBPModel(SRModel):
+    """SRModel for crosstalk removal: ``Ŷ, S = net_g(X, kernel)``, physics losses, safe checkpoints.
+
+    Beyond SRModel it:
+
+    * passes the per-sample kernel of the batch (``data['kernel']``) to networks
+      whose ``forward`` takes ``kernel`` (the NewBP head), and asks for S when the
+      network's ``forward`` takes ``return_s``;
+    * adds ``train.redegradation_opt`` (on Ŷ, the input and the kernel) and
+      ``train.precompensation_opt`` (on S) to BasicSR's ``pixel_opt``;
+    * skips a step whose loss is NaN/inf, logs it, and stops with a clear message
+      after ``train.max_bad_steps`` consecutive bad steps (default 10);
+    * optional ``train.grad_clip_norm`` and ``train.amp: bf16 | fp16`` (CUDA);
+    * validates tile by tile when ``val.tile`` is set (``val.tile_overlap``,
+      default 32), and saves a viewable S beside Ŷ (``val.save_s``, default True);
+    * writes checkpoints and training states atomically and loads them with
+      ``weights_only=True``.
+    """
+
+    def __init__(self, opt):
+        check_options('train', opt.get('train'), TRAIN_OPTIONS)
+        check_options('val', opt.get('val'), VAL_OPTIONS)
+        amp = (opt.get('train') or {}).get('amp')
+        if amp is not None and amp not in AMP_DTYPES:
+            raise ValueError(f"option 'train:amp' must be one of {', '.join(AMP_DTYPES)} or absent, got {amp!r}")
+        self.kernel, self.lq_path, self.s = None, None, None
+        super().__init__(opt)
+
+    @property
+    def net_takes_kernel(self):
+        """Whether ``net_g.forward`` takes the per-sample ``kernel`` (the NewBP head does)."""
+        return 'kernel' in inspect.signature(self.get_bare_model(self.net_g).forward).parameters
+
+    @property
+    def net_returns_s(self):
+        """Whether ``net_g.forward`` can return ``(Ŷ, S)`` (``return_s``)."""
+        return 'return_s' in inspect.signature(self.get_bare_model(self.net_g).forward).parameters
+
+    # ----------------------------------------------------------------- training
+    def init_training_settings(self):
+        train_opt = self.opt['train']
+        super().init_training_settings()
+        self.cri_redegradation = self._build_optional_loss(train_opt.get('redegradation_opt'))
+        self.cri_precompensation = self._build_optional_loss(train_opt.get('precompensation_opt'))
+        if self.cri_precompensation is not None and not self.net_returns_s:
+            raise ValueError("option 'train:precompensation_opt' needs a network with a NewBP head "
+                             f'(its forward takes return_s); {type(self.get_bare_model(self.net_g)).__name__} has none')
+        self.max_bad_steps = int(train_opt.get('max_bad_steps', 10))
+        self.grad_clip_norm = train_opt.get('grad_clip_norm')
+        amp = train_opt.get('amp')
+        self.amp_dtype = AMP_DTYPES[amp] if amp and self.device.type == 'cuda' else None
+        if amp and self.amp_dtype is None:
+            get_root_logger().warning(f"train:amp={amp} needs CUDA; training in float32 on {self.device}.")
+        self.grad_scaler = torch.amp.GradScaler('cuda') if self.amp_dtype == torch.float16 else None
+        self.bad_steps = 0
+
+    def _build_optional_loss(self, loss_opt):
+        return build_loss(loss_opt).to(self.device) if loss_opt else None
+
+    def feed_data(self, data):
+        super().feed_data(data)
+        self.kernel = data['kernel'].to(self.device) if 'kernel' in data else None
+        self.lq_path = data.get('lq_path')
+
+    def _run(self, net, x):
+        """``(Ŷ, S or None)`` of ``net`` on ``x`` with the batch kernel when the network takes one."""
+        kwargs = {}
+        if self.net_takes_kernel and self.kernel is not None:
+            kwargs['kernel'] = self.kernel
+        if self.net_returns_s:
+            return net(x, return_s=True, **kwargs)
+        return net(x, **kwargs), None
+
+    def optimize_parameters(self, current_iter):
+        self.optimizer_g.zero_grad()
+        with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
+            self.output, self.s = self._run(self.net_g, self.lq)
+        self.output, s = self.output.float(), None if self.s is None else self.s.float()
+
+        loss_dict = OrderedDict()
+        if self.cri_pix:
+            loss_dict['l_pix'] = self.cri_pix(self.output, self.gt)
+        if self.cri_perceptual:
+            l_percep, l_style = self.cri_perceptual(self.output, self.gt)
+            for name, value in (('l_percep', l_percep), ('l_style', l_style)):
+                if value is not None:
+                    loss_dict[name] = value
+        if self.cri_redegradation:
+            if self.kernel is None:
+                raise ValueError("option 'train:redegradation_opt' needs the kernel in the batch "
+                                 '(a dataset that returns "kernel", such as CrosstalkDataset)')
+            loss_dict['l_redeg'] = self.cri_redegradation(self.output, self.lq, self.kernel)
+        if self.cri_precompensation:
+            loss_dict['l_s'] = self.cri_precompensation(s)
+        l_total = sum(loss_dict.values())
+
+        if not self._loss_is_finite(l_total, current_iter):
+            self.log_dict = self.reduce_loss_dict(OrderedDict((k, v.detach()) for k, v in loss_dict.items()))
+            return
+        if self.grad_scaler is not None:
+            self.grad_scaler.scale(l_total).backward()
+            self.grad_scaler.unscale_(self.optimizer_g)
+        else:
+            l_total.backward()
+        if self.grad_clip_norm:
+            torch.nn.utils.clip_grad_norm_(self.net_g.parameters(), self.grad_clip_norm)
+        if self.grad_scaler is not None:
+            self.grad_scaler.step(self.optimizer_g)
+            self.grad_scaler.update()
+        else:
+            self.optimizer_g.step()
+        self.log_dict = self.reduce_loss_dict(loss_dict)
+        if self.ema_decay > 0:
+            self.model_ema(decay=self.ema_decay)
+
+    def _loss_is_finite(self, l_total, current_iter):
+        """True for a finite loss; else count the bad step, log it, and stop after too many in a row."""
+        finite = torch.isfinite(l_total.detach()).to(torch.int32)
+        if self.opt['dist']:  # every rank skips the same steps, or DDP's all-reduce would hang
+            torch.distributed.all_reduce(finite, op=torch.distributed.ReduceOp.MIN)
+        if bool(finite):
+            self.bad_steps = 0
+            return True
+        self.bad_steps += 1
+        get_root_logger().warning(f'iter {current_iter}: non-finite loss ({l_total.item()}), step skipped '
+                                  f'({self.bad_steps} in a row, limit train:max_bad_steps={self.max_bad_steps}).')
+        if self.bad_steps >= self.max_bad_steps:
+            raise RuntimeError(f'Training stopped at iter {current_iter}: {self.bad_steps} consecutive non-finite '
+                               'losses. Lower the learning rate, set train:grad_clip_norm, or check the data; '
+                               'resume from the last checkpoint with --auto_resume.')
+        self.optimizer_g.zero_grad()
+        return False
+
+    # --------------------------------------------------------------- inference
+    def test(self):
+        net = self.net_g_ema if hasattr(self, 'net_g_ema') else self.net_g
+        was_training = net.training
+        net.eval()
+        val_opt = self.opt.get('val') or {}
+
+        def infer(x):
+            y, s = self._run(net, x)
+            return y if s is None else (y, s)
+
+        with torch.no_grad():
+            if val_opt.get('tile'):
+                out = tiled_forward(infer, self.lq, val_opt['tile'], val_opt.get('tile_overlap', 32))
+            else:
+                out = infer(self.lq)
+        self.output, self.s = out if isinstance(out, tuple) else (out, None)
+        if was_training:
+            net.train()
+        if self.s is not None and val_opt.get('save_img') and val_opt.get('save_s', True):
+            self._save_s()
+
+    @master_only
+    def _save_s(self):
+        """Write S beside Ŷ, where SRModel's validation writes Ŷ, with the suffix ``_S``."""
+        if not self.lq_path:
+            return
+        img_name = osp.splitext(osp.basename(self.lq_path[0]))[0]
+        if self.opt['is_train']:
+            folder, stem = osp.join(self.opt['path']['visualization'], img_name), f'{img_name}_{self.current_iter}'
+        else:
+            dataset = self.val_dataset_name
+            suffix = self.opt['val'].get('suffix') or self.opt['name']
+            folder, stem = osp.join(self.opt['path']['visualization'], dataset), f'{img_name}_{suffix}'
+        imwrite(s_to_image(self.s[0]), osp.join(folder, f'{stem}_S.png'))
+
+    def nondist_validation(self, dataloader, current_iter, tb_logger, save_img):
+        self.current_iter, self.val_dataset_name = current_iter, dataloader.dataset.opt['name']
+        super().nondist_validation(dataloader, current_iter, tb_logger, save_img)
+
+    def get_current_visuals(self):
+        visuals = super().get_current_visuals()
+        if self.s is not None:
+            visuals['s'] = self.s.detach().cpu()
+        return visuals
+
+    # ------------------------------------------------------------- checkpoints
+    def load_network(self, net, load_path, strict=True, param_key='params'):
+        """BasicSR's load_network through the plugin's loader (``weights_only=True``, wrappers, ``module.``)."""
+        report = load_checkpoint(self.get_bare_model(net), load_path, param_key=param_key, strict=strict)
+        get_root_logger().info(f'Loaded {type(self.get_bare_model(net)).__name__} from {load_path} '
+                               f'[{report.param_key or "bare state_dict"}].')
+
+    @master_only
+    def save_network(self, net, net_label, current_iter, param_key='params'):
+        """BasicSR's save_network, written atomically (temporary file, then rename)."""
+        nets = net if isinstance(net, list) else [net]
+        keys = param_key if isinstance(param_key, list) else [param_key]
+        if len(nets) != len(keys):
+            raise ValueError(f'save_network: {len(nets)} networks but {len(keys)} param keys')
+        save_dict = {}
+        for net_, key in zip(nets, keys):
+            state = self.get_bare_model(net_).state_dict()
+            save_dict[key] = OrderedDict((k[7:] if k.startswith('module.') else k, v.cpu()) for k, v in state.items())
+        name = f'{net_label}_{"latest" if current_iter == -1 else current_iter}.pth'
+        save_checkpoint_atomic(save_dict, osp.join(self.opt['path']['models'], name))
+
+    @master_only
+    def save_training_state(self, epoch, current_iter):
+        """BasicSR's save_training_state, written atomically (temporary file, then rename)."""
+        if current_iter == -1:
+            return
+        state = {
+            'epoch': epoch,
+            'iter': current_iter,
+            'optimizers': [o.state_dict() for o in self.optimizers],
+            'schedulers': [s.state_dict() for s in self.schedulers],
+        }
+        if self.grad_scaler is not None:
+            state['grad_scaler'] = self.grad_scaler.state_dict()
+        os.makedirs(self.opt['path']['training_states'], exist_ok=True)
+        save_checkpoint_atomic(state, osp.join(self.opt['path']['training_states'], f'{current_iter}.state'))
+
+    def resume_training(self, resume_state):
+        super().resume_training(resume_state)
+        if self.grad_scaler is not None and 'grad_scaler' in resume_state:
+            self.grad_scaler.load_state_dict(resume_state['grad_scaler'])

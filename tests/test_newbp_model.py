@@ -1,0 +1,165 @@
+"""NewBPModel: kernel hand-over, physics losses, NaN guard, tiled validation, safe checkpoints."""
+import os
+
+import numpy as np
+import pytest
+import torch
+from basicsr.models import build_model
+from basicsr.utils.registry import ARCH_REGISTRY
+from torch import nn
+
+from newbp_plugin.archs.checkpoint import load_checkpoint
+from newbp_plugin.models.newbp_model import NewBPModel, s_to_image
+from newbp_plugin.ops import crosstalk
+from newbp_plugin.registration import register
+
+TINY_NAFNET = {'type': 'NAFNet', 'img_channel': 3, 'width': 8, 'middle_blk_num': 1, 'enc_blk_nums': [1],
+               'dec_blk_nums': [1]}
+
+
+@register(ARCH_REGISTRY)
+class KernelProbeNet(nn.Module):
+    """Test network with the NewBP contract: S = w * x, Ŷ = K * S (K from the batch)."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = nn.Parameter(torch.ones(1))
+        self.seen_kernel = None
+
+    def forward(self, x, kernel=None, return_s=False):
+        self.seen_kernel = kernel
+        s = self.w * x
+        y = s if kernel is None else torch.cat([crosstalk(s[i:i + 1], kernel[i]) for i in range(x.size(0))])
+        return (y, s) if return_s else y
+
+
+def make_opt(tmp_path, network=None, train=None, val=None):
+    root = tmp_path / 'experiments' / 'unit'
+    for sub in ('models', 'training_states', 'visualization'):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    train_opt = {'optim_g': {'type': 'Adam', 'lr': 1e-3}, 'scheduler': {'type': 'MultiStepLR', 'milestones': [10],
+                                                                       'gamma': 0.5},
+                 'total_iter': 10, 'pixel_opt': {'type': 'L1Loss', 'loss_weight': 1.0}}
+    train_opt.update(train or {})
+    return {
+        'name': 'unit', 'model_type': 'NewBPModel', 'num_gpu': 0, 'is_train': True, 'dist': False, 'rank': 0,
+        'world_size': 1, 'network_g': dict(network or TINY_NAFNET), 'train': train_opt,
+        'val': dict({'val_freq': 1, 'save_img': False}, **(val or {})),
+        'path': {'models': str(root / 'models'), 'training_states': str(root / 'training_states'),
+                 'visualization': str(root / 'visualization'), 'pretrain_network_g': None, 'strict_load_g': True,
+                 'resume_state': None},
+    }
+
+
+def batch(b=2, size=16, seed=0, kernel=None):
+    g = torch.Generator().manual_seed(seed)
+    data = {'lq': torch.rand(b, 3, size, size, generator=g), 'gt': torch.rand(b, 3, size, size, generator=g),
+            'lq_path': [f'img{i}.png' for i in range(b)]}
+    if kernel is not None:
+        data['kernel'] = kernel
+    return data
+
+
+def test_unknown_option_is_named(tmp_path):
+    with pytest.raises(ValueError, match=r"unknown option 'train:pixel_op' \(did you mean 'pixel_opt'\?\)"):
+        build_model(make_opt(tmp_path, train={'pixel_op': {}}))
+    with pytest.raises(ValueError, match="unknown option 'val:tiles'"):
+        build_model(make_opt(tmp_path, val={'tiles': 64}))
+    with pytest.raises(ValueError, match="'train:amp' must be one of bf16, fp16"):
+        build_model(make_opt(tmp_path, train={'amp': 'fp8'}))
+
+
+def test_batch_kernel_reaches_network_and_redegradation_loss(tmp_path):
+    kernel = torch.zeros(2, 3, 3, 3)
+    kernel[0, :, 1, 1] = 1.0  # identity for sample 0
+    kernel[1, :, 1, 0] = 1.0  # a shift for sample 1
+    opt = make_opt(tmp_path, network={'type': 'KernelProbeNet'},
+                   train={'redegradation_opt': {'type': 'RedegradationLoss', 'padding_mode': 'zeros'},
+                          'precompensation_opt': {'type': 'PrecompensationRegularizer'}})
+    model = build_model(opt)
+    assert isinstance(model, NewBPModel) and model.net_takes_kernel and model.net_returns_s
+    data = batch(kernel=kernel)
+    model.feed_data(data)
+    model.optimize_parameters(1)
+    assert model.net_g.seen_kernel is model.kernel
+    assert set(model.get_current_log()) == {'l_pix', 'l_redeg', 'l_s'}
+    expected = (crosstalk(model.output.detach(), kernel, padding_mode='zeros') - data['lq']).abs().mean()
+    assert model.get_current_log()['l_redeg'] == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_nan_loss_skips_step_then_stops(tmp_path):
+    model = build_model(make_opt(tmp_path, train={'max_bad_steps': 3}))
+    before = {k: v.clone() for k, v in model.net_g.state_dict().items()}
+    data = batch()
+    data['gt'][0, 0, 0, 0] = float('nan')
+    model.feed_data(data)
+    for it in (1, 2):
+        model.optimize_parameters(it)
+    assert model.bad_steps == 2
+    for k, v in model.net_g.state_dict().items():
+        assert torch.equal(v, before[k]), k
+    model.feed_data(batch())  # a good step resets the count
+    model.optimize_parameters(3)
+    assert model.bad_steps == 0
+    model.feed_data(data)
+    with pytest.raises(RuntimeError, match='3 consecutive non-finite losses'):
+        for it in (4, 5, 6):
+            model.optimize_parameters(it)
+
+
+def test_tiled_validation_matches_whole_image_when_tile_covers_it(tmp_path):
+    model = build_model(make_opt(tmp_path, val={'tile': 32, 'tile_overlap': 8}))
+    model.feed_data(batch(b=1, size=32))
+    model.test()
+    whole = model.output.clone()
+    model.opt['val']['tile'] = 16
+    model.test()
+    assert model.output.shape == whole.shape
+    # NAFNet's channel attention pools globally, so tiles differ a little, not a lot
+    mse = (model.output - whole).pow(2).mean().item()
+    assert 0 < mse < 1e-2
+
+
+def test_checkpoints_are_atomic_and_load_weights_only(tmp_path, monkeypatch):
+    model = build_model(make_opt(tmp_path))
+    model.save(epoch=0, current_iter=5)
+    models_dir = tmp_path / 'experiments' / 'unit' / 'models'
+    states_dir = tmp_path / 'experiments' / 'unit' / 'training_states'
+    state = torch.load(states_dir / '5.state', weights_only=True)
+    assert state['iter'] == 5 and len(state['optimizers']) == 1
+    net = build_model(make_opt(tmp_path)).net_g
+    assert load_checkpoint(net, models_dir / 'net_g_5.pth').param_key == 'params'
+    good = (models_dir / 'net_g_5.pth').read_bytes()
+
+    def killed_mid_write(obj, f, *args, **kwargs):
+        f.write(b'partial')
+        raise KeyboardInterrupt('killed')
+
+    monkeypatch.setattr(torch, 'save', killed_mid_write)
+    with pytest.raises(KeyboardInterrupt):
+        model.save_network(model.net_g, 'net_g', 5)
+    assert (models_dir / 'net_g_5.pth').read_bytes() == good
+    assert sorted(os.listdir(models_dir)) == ['net_g_5.pth']
+
+
+def test_pretrain_with_module_prefix_loads(tmp_path):
+    source = build_model(make_opt(tmp_path)).net_g
+    path = tmp_path / 'ddp.pth'
+    torch.save({'params': {f'module.{k}': v for k, v in source.state_dict().items()}}, path)
+    opt = make_opt(tmp_path)
+    opt['path']['pretrain_network_g'] = str(path)
+    loaded = build_model(opt).net_g
+    for k, v in source.state_dict().items():
+        assert torch.equal(loaded.state_dict()[k], v)
+
+
+def test_s_image_shows_halo_in_colour():
+    s = torch.full((3, 4, 4), 0.5)
+    s[:, 0, 0] = -0.4  # negative halo
+    s[:, 3, 3] = 1.4  # overshoot
+    picture = s_to_image(s)
+    assert picture.shape == (4, 8, 3) and picture.dtype == np.uint8
+    halo = picture[:, 4:].astype(int)  # BGR
+    assert halo[0, 0, 0] > halo[0, 0, 2]  # below 0: blue
+    assert halo[3, 3, 2] > halo[3, 3, 0]  # above 1: red
+    assert (halo[1, 1] == 255).all()  # in range: white

@@ -63,7 +63,8 @@ def test_redegradation_loss_against_scipy_reblur():
     pred = rng.uniform(size=(1, 1, 12, 12))
     lq = rng.uniform(size=(1, 1, 12, 12))
     reblur = convolve2d(pred[0, 0], ASYMMETRIC, mode='same', boundary='fill')
-    loss = build_loss({'type': 'RedegradationLoss', 'padding_mode': 'zeros', 'loss_weight': 2.0})
+    loss = build_loss({'type': 'RedegradationLoss', 'padding_mode': 'zeros', 'loss_weight': 2.0,
+                       'linear_light': False})
     value = loss(torch.tensor(pred), torch.tensor(lq), torch.tensor(ASYMMETRIC)).item()
     assert value == pytest.approx(2.0 * np.abs(reblur - lq[0, 0]).mean(), rel=1e-10)
 
@@ -75,12 +76,25 @@ def test_redegradation_loss_ignores_residuals_within_noise_margin():
     from newbp_plugin.ops import crosstalk
     sigma = 0.01
     lq = crosstalk(clean, kernel, padding_mode='reflect') + torch.empty_like(clean).uniform_(-sigma, sigma)
-    loss = build_loss({'type': 'RedegradationLoss', 'margin': 1.0, 'sigma': sigma})
+    loss = build_loss({'type': 'RedegradationLoss', 'margin': 1.0, 'sigma': sigma, 'linear_light': False})
     assert loss(clean, lq, kernel).item() == 0.0
     assert loss(clean + 0.1, lq, kernel).item() > 0
     # per-sample sigma from the batch overrides the constant
     per_sample = torch.tensor([sigma, sigma]).reshape(2, 1, 1, 1)
     assert loss(clean, lq, kernel, sigma=per_sample).item() == 0.0
+
+
+def test_redegradation_loss_in_linear_light_matches_the_dataset():
+    """The data degrade in linear light: the clean image re-degraded that way explains X exactly."""
+    from newbp_plugin.data.degradations import NoiseModel, degrade
+    rng = np.random.default_rng(3)
+    clean = rng.uniform(size=(3, 16, 16)).astype(np.float32)
+    lq = degrade(clean, ASYMMETRIC, NoiseModel({'type': 'none', 'clip': False}), rng, linear_light=True)
+    loss = build_loss({'type': 'RedegradationLoss'})
+    kernel = torch.tensor(ASYMMETRIC, dtype=torch.float32)
+    assert loss(torch.tensor(clean)[None], torch.tensor(lq)[None], kernel).item() < 1e-6
+    encoded = build_loss({'type': 'RedegradationLoss', 'linear_light': False})
+    assert encoded(torch.tensor(clean)[None], torch.tensor(lq)[None], kernel).item() > 1e-3
 
 
 def test_precompensation_regularizer_hand_values():

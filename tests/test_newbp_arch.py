@@ -12,12 +12,16 @@ from newbp_plugin.archs.checkpoint import CheckpointMismatchError
 from newbp_plugin.archs.converse_arch import KernelConverse
 from newbp_plugin.archs.nafnet_arch import NAFNet
 from newbp_plugin.archs.newbp_arch import NewBPHead, NewBPNAFNet
+from newbp_plugin.data.degradations import NoiseModel, degrade
 from newbp_plugin.kernels import build_kernel
 from newbp_plugin.ops import crosstalk
+from newbp_plugin.ops.color import linear_to_srgb, srgb_to_linear
 
 from tests.test_converse_arch import ASYMMETRIC, perturbed, psnr, smooth_image
 
 TINY = dict(img_channel=3, width=4, middle_blk_num=1, enc_blk_nums=[1, 1], dec_blk_nums=[1, 1])
+# the maths of the variants in the encoded domain (K applied to the values as they are); linear light below
+ENCODED = dict(TINY, linear_light=False)
 MIXING = {'type': 'cross_channel', 'mix': [[0.9, 0.1, 0], [0.1, 0.8, 0.1], [0, 0.1, 0.9]],
           'kernel': {'type': 'crosstalk'}}
 
@@ -28,7 +32,7 @@ def asymmetric_kernel(dtype=torch.float64):
 
 def tiny_newbp(seed=0, **options):
     torch.manual_seed(seed)
-    return perturbed(NewBPNAFNet(**TINY, **options), seed)
+    return perturbed(NewBPNAFNet(**dict(ENCODED, **options)), seed)
 
 
 # ------------------------------------------------------------------------------ NewBPHead
@@ -95,7 +99,7 @@ def test_head_kernel_is_a_buffer_unless_learnable():
 
 
 def test_body_has_exactly_nafnets_keys():
-    net = NewBPNAFNet(**TINY, kernel=ASYMMETRIC, middle_converse_blocks=1, ending_converse_blocks=1,
+    net = NewBPNAFNet(**ENCODED, kernel=ASYMMETRIC, middle_converse_blocks=1, ending_converse_blocks=1,
                       entrance_converse=True)
     expected = {k: v.shape for k, v in NAFNet(**TINY).state_dict().items()}
     assert {k: v.shape for k, v in net.body.state_dict().items()} == expected
@@ -117,12 +121,12 @@ def test_pretrain_body_loads_a_nafnet_checkpoint(tmp_path):
     nafnet = perturbed(NAFNet(**TINY))
     path = tmp_path / 'nafnet.pth'
     torch.save({'params': nafnet.state_dict()}, path)
-    net = NewBPNAFNet(**TINY, head='none', skip='input', pretrain_body=str(path))
+    net = NewBPNAFNet(**ENCODED, head='none', skip='input', pretrain_body=str(path))
     x = torch.rand(2, 3, 12, 13)
     with torch.no_grad():
         assert torch.equal(net(x), nafnet(x))
     torch.save({'params_ema': nafnet.state_dict()}, tmp_path / 'ema.pth')
-    net = NewBPNAFNet(**TINY, kernel=ASYMMETRIC, pretrain_body=str(tmp_path / 'ema.pth'),
+    net = NewBPNAFNet(**ENCODED, kernel=ASYMMETRIC, pretrain_body=str(tmp_path / 'ema.pth'),
                       pretrain_body_key='params_ema')
     assert all(torch.equal(v, nafnet.state_dict()[k]) for k, v in net.body.state_dict().items())
     with pytest.raises(CheckpointMismatchError, match='intro.weight'):
@@ -132,7 +136,7 @@ def test_pretrain_body_loads_a_nafnet_checkpoint(tmp_path):
 def test_alpha_converse_blocks_keep_a_pretrained_body():
     """Alpha Converse blocks start as the identity: inserted into a NAFNet, its output is unchanged."""
     plain = tiny_newbp(head='none', skip='input')
-    with_blocks = NewBPNAFNet(**TINY, head='none', skip='input', middle_converse_blocks=2, ending_converse_blocks=1)
+    with_blocks = NewBPNAFNet(**ENCODED, head='none', skip='input', middle_converse_blocks=2, ending_converse_blocks=1)
     with_blocks.body.load_state_dict(plain.body.state_dict())
     x = torch.rand(2, 3, 16, 12)
     with torch.no_grad():
@@ -201,7 +205,7 @@ def test_converse_skip_alone_restores_the_image():
                    kernel_converse_padding_mode='circular', kernel_converse_init_lambda=2e-5)
     restored = {}
     for skip in ('converse', 'input'):
-        net = NewBPNAFNet(**TINY, skip=skip, **options).double()
+        net = NewBPNAFNet(**ENCODED, skip=skip, **options).double()
         torch.nn.init.zeros_(net.body.ending.weight)  # R = 0: only the skip is left
         torch.nn.init.zeros_(net.body.ending.bias)
         with torch.no_grad():
@@ -225,17 +229,17 @@ def test_per_sample_kernels():
 
 
 def test_fixed_kernel_is_a_buffer_unless_learnable():
-    fixed = NewBPNAFNet(**TINY, kernel=ASYMMETRIC)
+    fixed = NewBPNAFNet(**ENCODED, kernel=ASYMMETRIC)
     assert 'kernel' in fixed.state_dict()
     assert not any(name == 'kernel' for name, _ in fixed.named_parameters())
-    learnable = NewBPNAFNet(**TINY, kernel=ASYMMETRIC, learnable_kernel=True)
+    learnable = NewBPNAFNet(**ENCODED, kernel=ASYMMETRIC, learnable_kernel=True)
     assert 'kernel' in dict(learnable.named_parameters())
     x = torch.rand(1, 3, 8, 8)
     fixed.load_state_dict(learnable.state_dict())  # same keys: buffer or parameter
     with torch.no_grad():
         torch.testing.assert_close(learnable(x, kernel=torch.rand(1, 3, 3, 3)), fixed(x))
         # a fixed kernel gives way to the batch's kernel
-        without_kernel = NewBPNAFNet(**TINY)
+        without_kernel = NewBPNAFNet(**ENCODED)
         without_kernel.load_state_dict({k: v for k, v in fixed.state_dict().items() if k != 'kernel'})
         batch_kernel = asymmetric_kernel(torch.float32).T.expand(1, 3, 5, 5)
         assert torch.equal(fixed(x, kernel=batch_kernel), without_kernel(x, kernel=batch_kernel))
@@ -288,12 +292,48 @@ def test_unknown_options_are_named():
 ])
 def test_bad_options(options, match):
     with pytest.raises(ValueError, match=match):
-        NewBPNAFNet(**TINY, **options)
+        NewBPNAFNet(**ENCODED, **options)
 
 
 def test_missing_kernel_fails_at_forward_with_a_message():
-    net = NewBPNAFNet(**TINY)
+    net = NewBPNAFNet(**ENCODED)
     with pytest.raises(ValueError, match='no kernel'):
         net(torch.rand(1, 3, 8, 8))
-    net = NewBPNAFNet(**TINY, kernel=MIXING, skip='input')  # a channel-mixing head without converse is fine
+    net = NewBPNAFNet(**ENCODED, kernel=MIXING, skip='input')  # a channel-mixing head without converse is fine
     assert net(torch.rand(2, 3, 8, 8)).shape == (2, 3, 8, 8)
+
+
+# ------------------------------------------------------------------------------ linear light
+
+
+def test_linear_light_contract():
+    """With linear_light: S is linear, Ŷ = srgb(K * S); the input skip adds the decoded X."""
+    x = torch.rand(2, 3, 12, 11, dtype=torch.float64)
+    nets = {skip: tiny_newbp(kernel=ASYMMETRIC, skip=skip, linear_light=True).double() for skip in ('input', 'none')}
+    nets['input'].body.load_state_dict(nets['none'].body.state_dict())
+    outputs = {skip: net(x, return_s=True) for skip, net in nets.items()}
+    for restored, s in outputs.values():
+        torch.testing.assert_close(restored, linear_to_srgb(crosstalk(s, asymmetric_kernel(), padding_mode='reflect')))
+    torch.testing.assert_close(outputs['input'][1] - outputs['none'][1], srgb_to_linear(x))
+    residual = tiny_newbp(kernel=ASYMMETRIC, output='residual', linear_light=True).double()
+    restored, r = residual(x, return_s=True)
+    blurred = crosstalk(r, asymmetric_kernel(), padding_mode='reflect')
+    torch.testing.assert_close(restored, linear_to_srgb(srgb_to_linear(x) + blurred))
+
+
+def test_head_and_dataset_agree_on_kernel_and_domain():
+    """An image degraded as CrosstalkDataset does (linear light) is restored by the converse skip alone."""
+    kernel = asymmetric_kernel()
+    clean = smooth_image(1, 3, 32, 28)
+    noiseless = NoiseModel({'type': 'none', 'clip': False})
+    degraded = degrade(clean[0].numpy().astype(np.float32), build_kernel(ASYMMETRIC), noiseless,
+                       np.random.default_rng(0), linear_light=True)
+    degraded = torch.as_tensor(degraded)[None].double()
+    net = NewBPNAFNet(**TINY, kernel=ASYMMETRIC, skip='converse', kernel_converse_init_lambda=2e-5).double()
+    torch.nn.init.zeros_(net.body.ending.weight)  # R = 0: only the physics is left
+    torch.nn.init.zeros_(net.body.ending.bias)
+    encoded = NewBPNAFNet(**ENCODED, kernel=ASYMMETRIC, skip='converse', kernel_converse_init_lambda=2e-5).double()
+    encoded.load_state_dict(net.state_dict())
+    with torch.no_grad():
+        assert psnr(net(degraded), clean) > psnr(encoded(degraded), clean) + 2  # measured 41.1 vs 38.4 dB
+        assert psnr(net(degraded), clean) > 40

@@ -2,6 +2,7 @@
 import pytest
 import torch
 import torch.nn.functional as F
+from scipy import ndimage
 
 from newbp_plugin.ops import converse2d
 from newbp_plugin.ops.converse import converse2d_printed
@@ -57,6 +58,12 @@ def rand(*shape, seed=0, dtype=torch.float64):
 
 
 B, C = 2, 3
+
+
+def test_reference_convolution_is_scipy_wrap_convolution():
+    x, kernel = rand(1, 1, 9, 8), rand(3, 5, seed=1)  # asymmetric: catches a flipped orientation
+    expected = ndimage.convolve(x[0, 0].numpy(), kernel.numpy(), mode='wrap')
+    assert torch.allclose(circular_conv(x, kernel)[0, 0], torch.from_numpy(expected), rtol=0, atol=1e-12)
 
 
 @pytest.mark.parametrize('scale', [1, 2, 3, 4])

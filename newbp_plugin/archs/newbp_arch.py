@@ -19,6 +19,7 @@ from newbp_plugin.archs.converse_arch import (PAD_MODES, ConverseBlock, Converse
                                               is_channel_mixing, physical_kernel, select_kernel)
 from newbp_plugin.archs.nafnet_arch import NAFNet
 from newbp_plugin.ops import crosstalk
+from newbp_plugin.ops.color import linear_to_srgb, srgb_to_linear
 from newbp_plugin.ops.newbp import PADDING_MODES
 from newbp_plugin.registration import register
 
@@ -117,6 +118,9 @@ class NewBPNAFNet(nn.Module):
     head: none, skip: converse    R + C_1(X)                  S (NAFNet with a non-blind skip)
     ============================  ==========================  ===================================
 
+    With ``linear_light`` (the default, matching CrosstalkDataset), X in S and in the residual
+    form stands for srgb_to_linear(X) and Ŷ is encoded back: Ŷ = linear_to_srgb(K * S).
+
     The default (head newbp, skip converse, output direct) is the hypothesis of the design
     ("Evidence first" in the architecture issue), not a measured optimum: the ablation decides.
     The body's modules are kept under ``body.`` with exactly NAFNet's keys; ``pretrain_body``
@@ -136,6 +140,10 @@ class NewBPNAFNet(nn.Module):
             head and the KernelConverse modules, instead of the per-sample kernel. Default: False.
         head_padding_mode (str): boundary of K * S: 'zeros', 'reflect', 'replicate' or
             'circular'. Default: 'reflect' (as CrosstalkDataset degrades).
+        linear_light (bool): the kernel acts on linear light, as CrosstalkDataset's
+            ``linear_light`` degrades: X is decoded from sRGB for the skip and the KernelConverse
+            modules, S is linear, and Ŷ = srgb(K * S). The body still sees sRGB-encoded images
+            (as zoo weights expect). No effect with head 'none'. Default: True.
         skip (str | None): global skip inside S: 'input', 'none' or 'converse' (see the table).
             Default: None, i.e. 'converse', or 'none' with ``output: residual``.
         output (str): 'direct' (Ŷ = K * S) or 'residual' (Ŷ = X + K * R; needs the head and
@@ -164,7 +172,8 @@ class NewBPNAFNet(nn.Module):
     """
 
     def __init__(self, img_channel=3, width=16, middle_blk_num=1, enc_blk_nums=(), dec_blk_nums=(), head='newbp',
-                 kernel=None, learnable_kernel=False, head_padding_mode='reflect', skip=None, output='direct',
+                 kernel=None, learnable_kernel=False, head_padding_mode='reflect', linear_light=True, skip=None,
+                 output='direct',
                  entrance_converse=False, middle_converse_blocks=0, ending_converse_blocks=0, converse_block='alpha',
                  converse_kernel_size=3, converse_padding=2, converse_padding_mode='replicate',
                  kernel_converse_padding=None, kernel_converse_padding_mode='replicate',
@@ -197,6 +206,7 @@ class NewBPNAFNet(nn.Module):
 
         self.skip = skip
         self.output = output
+        self.linear_light = bool(linear_light) and head == 'newbp'
         self.learnable_kernel = learnable_kernel
         self.body = NAFNet(img_channel, width, middle_blk_num, enc_blk_nums, dec_blk_nums)
         if pretrain_body is not None:
@@ -249,18 +259,22 @@ class NewBPNAFNet(nn.Module):
         """Ŷ, or (Ŷ, S) when ``return_s``; ``kernel``: the per-sample kernels (see NewBPHead)."""
         if self.head is not None or self.entrance is not None or self.skip_inverse is not None:
             kernel = select_kernel(kernel, self.kernel, 'NewBPNAFNet', own_wins=self.learnable_kernel)
-        body_input = x if self.entrance is None else self.entrance(x, kernel)
+        x_physical = srgb_to_linear(x) if self.linear_light else x
+        entrance = x_physical if self.entrance is None else self.entrance(x_physical, kernel)
+        body_input = x if self.entrance is None else (linear_to_srgb(entrance) if self.linear_light else entrance)
         s = self.body_output(body_input)
         if self.skip == 'input':
-            s = s + body_input
+            s = s + entrance
         elif self.skip == 'converse':
-            s = s + self.skip_inverse(x, kernel)
+            s = s + self.skip_inverse(x_physical, kernel)
         if self.head is None:
             restored = s
-        elif self.output == 'residual':
-            restored = x + self.head(s, kernel)
         else:
             restored = self.head(s, kernel)
+            if self.output == 'residual':
+                restored = x_physical + restored
+            if self.linear_light:
+                restored = linear_to_srgb(restored)
         return (restored, s) if return_s else restored
 
 

@@ -4,6 +4,7 @@ from basicsr.utils.registry import LOSS_REGISTRY
 from torch import nn
 
 from newbp_plugin.ops import crosstalk
+from newbp_plugin.ops.color import linear_to_srgb, srgb_to_linear
 from newbp_plugin.registration import register
 
 
@@ -11,10 +12,11 @@ from newbp_plugin.registration import register
 class RedegradationLoss(nn.Module):
     """Consistency of the restored image with the measurement, through the sensor kernel.
 
-    ``L = loss_weight * mean( max(|K * Ŷ - X| - margin * σ, 0) / σ )``
+    ``L = loss_weight * mean( max(|B(Ŷ) - X| - margin * σ, 0) / σ )``
 
-    with ``K * Ŷ`` the restored image blurred again by the kernel (the same true
-    convolution as the data and the NewBP head), ``X`` the degraded input and
+    with ``B(Ŷ) = srgb(K * linear(Ŷ))`` the restored image degraded again as the
+    data was (the same true convolution as CrosstalkDataset and the NewBP head, in
+    linear light when ``linear_light``; ``K * Ŷ`` otherwise), ``X`` the degraded input and
     ``σ`` the noise standard deviation (per sample, per pixel, or a constant).
     Residuals within ``margin`` noise deviations cost nothing: the restored
     image must explain the measurement up to its noise, not reproduce the noise.
@@ -25,9 +27,10 @@ class RedegradationLoss(nn.Module):
         margin (float): free band in units of σ. Default: 0.
         sigma (float): σ used when the batch gives none (same units as the images). Default: 1.0.
         padding_mode (str): boundary of the re-blur (see ``ops.crosstalk``). Default: 'reflect'.
+        linear_light (bool): blur in linear light, as CrosstalkDataset's ``linear_light``. Default: True.
     """
 
-    def __init__(self, loss_weight=1.0, margin=0.0, sigma=1.0, padding_mode='reflect'):
+    def __init__(self, loss_weight=1.0, margin=0.0, sigma=1.0, padding_mode='reflect', linear_light=True):
         super().__init__()
         if margin < 0 or sigma <= 0:
             raise ValueError(f'RedegradationLoss: need margin >= 0 and sigma > 0, got margin={margin}, sigma={sigma}')
@@ -35,11 +38,16 @@ class RedegradationLoss(nn.Module):
         self.margin = margin
         self.sigma = sigma
         self.padding_mode = padding_mode
+        self.linear_light = linear_light
 
     def forward(self, pred, lq, kernel, sigma=None):
         """pred, lq: (B, C, H, W); kernel: any layout of ``ops.crosstalk``; sigma: broadcastable or None."""
         sigma = self.sigma if sigma is None else sigma
-        residual = (crosstalk(pred, kernel, padding_mode=self.padding_mode) - lq).abs()
+        if self.linear_light:
+            redegraded = linear_to_srgb(crosstalk(srgb_to_linear(pred), kernel, padding_mode=self.padding_mode))
+        else:
+            redegraded = crosstalk(pred, kernel, padding_mode=self.padding_mode)
+        residual = (redegraded - lq).abs()
         return self.loss_weight * (torch.clamp(residual - self.margin * sigma, min=0) / sigma).mean()
 
 

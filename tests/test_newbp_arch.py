@@ -272,8 +272,10 @@ def test_build_network_through_basicsr():
 
 
 def test_unknown_options_are_named():
-    with pytest.raises(ValueError, match=r"unknown options 'skipp' \(did you mean 'skip'\?\), 'colour'"):
-        build_network({'type': 'NewBPNAFNet', 'skipp': 'none', 'colour': 1})
+    with pytest.raises(ValueError, match=r"NewBPNAFNet: unknown option 'skipp' \(did you mean 'skip'\?\); valid"):
+        build_network({'type': 'NewBPNAFNet', 'skipp': 'none'})
+    with pytest.raises(ValueError, match=r"unknown option 'colour'; valid options: img_channel, width"):
+        build_network({'type': 'NewBPNAFNet', 'colour': 1})
 
 
 @pytest.mark.parametrize('options, match', [

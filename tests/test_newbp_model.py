@@ -163,3 +163,38 @@ def test_s_image_shows_halo_in_colour():
     assert halo[0, 0, 0] > halo[0, 0, 2]  # below 0: blue
     assert halo[3, 3, 2] > halo[3, 3, 0]  # above 1: red
     assert (halo[1, 1] == 255).all()  # in range: white
+
+
+def test_any_torch_optimizer_by_name(tmp_path):
+    model = build_model(make_opt(tmp_path, train={'optim_g': {'type': 'AdamW', 'lr': 1e-3, 'weight_decay': 0.01}}))
+    assert isinstance(model.optimizer_g, torch.optim.AdamW)
+    with pytest.raises(ValueError, match="unknown optimizer 'Adamm'"):
+        build_model(make_opt(tmp_path, train={'optim_g': {'type': 'Adamm', 'lr': 1e-3}}))
+
+
+def test_validation_logs_the_degraded_input_metric(tmp_path, caplog):
+    """Ŷ's PSNR is logged by SRModel; the input's PSNR (lq vs gt, computed independently here) beside it."""
+    import logging
+
+    from torch.utils.data import DataLoader
+    from basicsr.metrics import calculate_psnr
+    from basicsr.utils import tensor2img
+
+    class Pairs(torch.utils.data.Dataset):
+        opt = {'name': 'pairs'}
+
+        def __len__(self):
+            return 2
+
+        def __getitem__(self, i):
+            item = batch(b=1, size=16, seed=i)
+            return {k: v[0] for k, v in item.items()}
+
+    opt = make_opt(tmp_path, val={'metrics': {'psnr': {'type': 'calculate_psnr', 'crop_border': 0}}})
+    model = build_model(opt)
+    with caplog.at_level(logging.INFO, logger='basicsr'):
+        model.validation(DataLoader(Pairs(), batch_size=1), 1, None, save_img=False)
+    expected = np.mean([calculate_psnr(tensor2img([Pairs()[i]['lq']]), tensor2img([Pairs()[i]['gt']]), 0)
+                        for i in range(2)])
+    assert model.input_metrics['pairs']['psnr'] == pytest.approx(expected)
+    assert f'# psnr: {expected:.4f}' in caplog.text and 'Degraded input pairs' in caplog.text

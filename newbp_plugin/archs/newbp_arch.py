@@ -6,7 +6,6 @@ with Y by the loss. The head's backward is the explicit Jacobian transpose of
 :func:`newbp_plugin.ops.crosstalk`, which equals autograd: NewBP is an architectural prior.
 Where the global skip goes therefore matters; see :class:`NewBPNAFNet` for the variants.
 """
-import difflib
 import inspect
 import logging
 
@@ -21,6 +20,7 @@ from newbp_plugin.archs.nafnet_arch import NAFNet
 from newbp_plugin.ops import crosstalk
 from newbp_plugin.ops.color import linear_to_srgb, srgb_to_linear
 from newbp_plugin.ops.newbp import PADDING_MODES
+from newbp_plugin.options import check_options
 from newbp_plugin.registration import register
 
 logger = logging.getLogger('basicsr')
@@ -179,7 +179,8 @@ class NewBPNAFNet(nn.Module):
                  kernel_converse_padding=None, kernel_converse_padding_mode='replicate',
                  kernel_converse_init_lambda=None, pretrain_body=None, pretrain_body_key='params', **unknown_options):
         super().__init__()
-        _reject_unknown(unknown_options)
+        check_options(unknown_options, [name for name in inspect.signature(NewBPNAFNet.__init__).parameters
+                                        if name not in ('self', 'unknown_options')], 'NewBPNAFNet')
         if skip is None:
             skip = 'none' if output == 'residual' else 'converse'
         for name, value, choices in (('head', head, HEADS), ('skip', skip, SKIPS), ('output', output, OUTPUTS),
@@ -277,16 +278,3 @@ class NewBPNAFNet(nn.Module):
                 restored = linear_to_srgb(restored)
         return (restored, s) if return_s else restored
 
-
-def _reject_unknown(unknown_options):
-    """ValueError naming the unknown options of NewBPNAFNet (with the closest valid name)."""
-    if not unknown_options:
-        return
-    valid = [name for name in inspect.signature(NewBPNAFNet.__init__).parameters
-             if name not in ('self', 'unknown_options')]
-    names = []
-    for name in unknown_options:
-        close = difflib.get_close_matches(name, valid, n=1)
-        names.append(f"'{name}'" + (f" (did you mean '{close[0]}'?)" if close else ''))
-    raise ValueError(f"NewBPNAFNet: unknown option{'s' if len(names) > 1 else ''} {', '.join(names)}; "
-                     f"valid options: {', '.join(valid)}")

@@ -1,5 +1,4 @@
 """CrosstalkDataset: clean images from an LMDB or a folder, degraded on the fly (``X = K * Y + N``)."""
-import difflib
 import itertools
 import logging
 import numbers
@@ -18,6 +17,7 @@ from newbp_plugin.data.degradations import NoiseModel, degrade
 from newbp_plugin.kernels import MAX_KERNEL_SIZE, KernelSampler, build_kernel
 from newbp_plugin.kernels.build import RANDOM_TYPE, RANDOM_VALUES, as_spec
 from newbp_plugin.kernels.grid import centre_pad
+from newbp_plugin.options import check_options
 from newbp_plugin.registration import register
 
 logger = logging.getLogger('basicsr')
@@ -156,7 +156,7 @@ class CrosstalkDataset(data.Dataset):
             y and gray are made from Y before it is degraded. Default: rgb.
         linear_light (bool): the source is sRGB-encoded: apply K and N in linear light. Default: true.
             ``lq`` and ``gt`` stay sRGB-encoded; a model that applies K itself (the NewBP head) must
-            do it in linear light too (``degradations.srgb_to_linear`` / ``linear_to_srgb`` take tensors).
+            do it in linear light too (NewBPNAFNet and RedegradationLoss: ``linear_light``; ``ops.color``).
         val_crop_size (int | None): validation / test centre crop side [px]; None: the full image.
         val_seed (int): seed of the validation / test degradations. Default: 0.
     """
@@ -167,10 +167,7 @@ class CrosstalkDataset(data.Dataset):
         if 'dataroot_lq' in unknown:
             _fail('option dataroot_lq: this dataset synthesises lq from dataroot_gt; remove dataroot_lq '
                   '(PairedImageDataset reads stored pairs)')
-        if unknown:
-            close = difflib.get_close_matches(unknown[0], list(OPTIONS), n=1)
-            hint = f" (did you mean '{close[0]}'?)" if close else ''
-            _fail(f"unknown option '{unknown[0]}'{hint}; valid options: {', '.join(OPTIONS)}")
+        check_options(unknown, OPTIONS, 'CrosstalkDataset')
         missing = [key for key, default in OPTIONS.items() if default is REQUIRED and key not in opt]
         if missing:
             _fail(f'option {missing[0]} is required')

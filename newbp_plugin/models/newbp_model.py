@@ -1,5 +1,4 @@
 """NewBPModel: BasicSR's SRModel, aware of the sensor kernel and of the pre-compensated map S."""
-import difflib
 import inspect
 import os
 import os.path as osp
@@ -9,12 +8,14 @@ import numpy as np
 import torch
 from basicsr.losses import build_loss
 from basicsr.models.sr_model import SRModel
-from basicsr.utils import get_root_logger, imwrite
+from basicsr.metrics import calculate_metric
+from basicsr.utils import get_root_logger, imwrite, tensor2img
 from basicsr.utils.dist_util import master_only
 from basicsr.utils.registry import MODEL_REGISTRY
 
 from newbp_plugin.archs.checkpoint import load_checkpoint, save_checkpoint_atomic
 from newbp_plugin.ops.tiling import tiled_forward
+from newbp_plugin.options import check_options
 from newbp_plugin.registration import register
 
 # Options this model reads, beside BasicSR's own (see README, "Options").
@@ -22,15 +23,6 @@ TRAIN_OPTIONS = ('optim_g', 'scheduler', 'total_iter', 'warmup_iter', 'ema_decay
                  'redegradation_opt', 'precompensation_opt', 'max_bad_steps', 'grad_clip_norm', 'amp')
 VAL_OPTIONS = ('val_freq', 'save_img', 'metrics', 'pbar', 'suffix', 'tile', 'tile_overlap', 'save_s')
 AMP_DTYPES = {'bf16': torch.bfloat16, 'fp16': torch.float16}
-
-
-def check_options(section, options, valid):
-    """Raise ValueError naming any key of ``options`` not in ``valid`` (with the close match)."""
-    for key in options or {}:
-        if key not in valid:
-            close = difflib.get_close_matches(key, valid, n=1)
-            hint = f" (did you mean '{close[0]}'?)" if close else ''
-            raise ValueError(f"unknown option '{section}:{key}'{hint}; valid options: {', '.join(valid)}")
 
 
 def s_to_image(s):
@@ -75,12 +67,14 @@ class NewBPModel(SRModel):
     """
 
     def __init__(self, opt):
-        check_options('train', opt.get('train'), TRAIN_OPTIONS)
-        check_options('val', opt.get('val'), VAL_OPTIONS)
+        check_options(opt.get('train'), TRAIN_OPTIONS, 'NewBPModel', prefix='train:')
+        check_options(opt.get('val'), VAL_OPTIONS, 'NewBPModel', prefix='val:')
         amp = (opt.get('train') or {}).get('amp')
         if amp is not None and amp not in AMP_DTYPES:
             raise ValueError(f"option 'train:amp' must be one of {', '.join(AMP_DTYPES)} or absent, got {amp!r}")
         self.kernel, self.lq_path, self.s = None, None, None
+        self.input_metrics = {}  # dataset name -> {metric: value of the degraded input itself}
+        self.input_sums = None  # accumulated while the first validation of a dataset runs
         super().__init__(opt)
 
     @property
@@ -110,6 +104,14 @@ class NewBPModel(SRModel):
             get_root_logger().warning(f"train:amp={amp} needs CUDA; training in float32 on {self.device}.")
         self.grad_scaler = torch.amp.GradScaler('cuda') if self.amp_dtype == torch.float16 else None
         self.bad_steps = 0
+
+    def get_optimizer(self, optim_type, params, lr, **kwargs):
+        """Any ``torch.optim`` optimizer by class name (BasicSR 1.4.2 knows only Adam): Adam, AdamW, SGD, ..."""
+        optimizer = getattr(torch.optim, optim_type, None)
+        if not (isinstance(optimizer, type) and issubclass(optimizer, torch.optim.Optimizer)):
+            raise ValueError(f"option 'train:optim_g:type': unknown optimizer {optim_type!r}; use a torch.optim class "
+                             'name such as Adam, AdamW or SGD')
+        return optimizer(params, lr, **kwargs)
 
     def _build_optional_loss(self, loss_opt):
         return build_loss(loss_opt).to(self.device) if loss_opt else None
@@ -207,6 +209,8 @@ class NewBPModel(SRModel):
         self.output, self.s = out if isinstance(out, tuple) else (out, None)
         if was_training:
             net.train()
+        if self.input_sums is not None and hasattr(self, 'gt'):
+            self._accumulate_input_metrics()
         if self.s is not None and val_opt.get('save_img') and val_opt.get('save_s', True):
             self._save_s()
 
@@ -224,9 +228,30 @@ class NewBPModel(SRModel):
             folder, stem = osp.join(self.opt['path']['visualization'], dataset), f'{img_name}_{suffix}'
         imwrite(s_to_image(self.s[0]), osp.join(folder, f'{stem}_S.png'))
 
+    def _accumulate_input_metrics(self):
+        """Add the metrics of the degraded input (lq against gt) of this image to ``input_sums``."""
+        data = {'img': tensor2img([self.lq.detach().cpu()]), 'img2': tensor2img([self.gt.detach().cpu()])}
+        for name, metric_opt in self.opt['val']['metrics'].items():
+            self.input_sums[name] = self.input_sums.get(name, 0) + calculate_metric(data, metric_opt)
+        self.input_sums['#images'] = self.input_sums.get('#images', 0) + 1
+
     def nondist_validation(self, dataloader, current_iter, tb_logger, save_img):
+        """SRModel's validation of Ŷ, plus the same metrics of the degraded input, logged beside."""
         self.current_iter, self.val_dataset_name = current_iter, dataloader.dataset.opt['name']
+        measure_input = self.opt['val'].get('metrics') and self.val_dataset_name not in self.input_metrics
+        self.input_sums = {} if measure_input else None
         super().nondist_validation(dataloader, current_iter, tb_logger, save_img)
+        if self.input_sums:
+            count = self.input_sums.pop('#images')
+            self.input_metrics[self.val_dataset_name] = {k: v / count for k, v in self.input_sums.items()}
+        self.input_sums = None
+        if self.val_dataset_name in self.input_metrics:
+            values = self.input_metrics[self.val_dataset_name]
+            get_root_logger().info(f'Degraded input {self.val_dataset_name} (no restoration)\n' +
+                                   ''.join(f'\t # {k}: {v:.4f}\n' for k, v in values.items()))
+            if tb_logger:
+                for k, v in values.items():
+                    tb_logger.add_scalar(f'metrics/{self.val_dataset_name}/input_{k}', v, current_iter)
 
     def get_current_visuals(self):
         visuals = super().get_current_visuals()

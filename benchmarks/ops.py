@@ -13,6 +13,10 @@ time), the median is recorded beside it.
 Usage::
 
     python benchmarks/ops.py [--threads 2] [--quick] [--out benchmarks/results/ops.json]
+
+On a machine shared with other jobs, run it with ``OMP_WAIT_POLICY=PASSIVE``: OpenMP
+threads spinning on an oversubscribed core stall every parallel region for a time
+slice (the FFT path, made of many short regions, took 2 s instead of 0.3 s so).
 """
 import argparse
 import json
@@ -146,13 +150,28 @@ def crossover(rows, channels):
     return None
 
 
+def recommended_fft_min_kernel_size(rows):
+    """The threshold whose worst slowdown (chosen path / faster path) over all swept rows is least."""
+
+    def worst_slowdown(threshold):
+        chosen = [row['fft_ms'] if row['kernel'] >= threshold else row['direct_ms'] for row in rows]
+        return max(ms / min(row['direct_ms'], row['fft_ms']) for ms, row in zip(chosen, rows))
+
+    return min(SWEEP_KERNELS, key=worst_slowdown), round(min(map(worst_slowdown, SWEEP_KERNELS)), 2)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--threads', type=int, default=2, help='torch intra-op threads (default: 2)')
     parser.add_argument('--quick', action='store_true', help='1 s of repeats per case instead of 4 (same shapes)')
-    default_out = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'results', 'ops.json')
-    parser.add_argument('--out', default=default_out, help=f'JSON results (default: {default_out})')
+    parser.add_argument(
+        '--out',
+        help='JSON results (default: results/ops.json beside this script, '
+        'results/ops_threadsN.json for N threads other than 2)')
     args = parser.parse_args()
+    if args.out is None:
+        name = 'ops.json' if args.threads == 2 else f'ops_threads{args.threads}.json'
+        args.out = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'results', name)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     budget_s = 1.0 if args.quick else 4.0
@@ -165,7 +184,9 @@ def main():
     print('direct vs FFT, crossover sweep (target at 31x31: FFT >= 5x faster):')
     sweep = sweep_direct_vs_fft(budget_s)
     crossovers = {channels: crossover(sweep, channels) for channels in COMPARE_CHANNELS}
-    print(f'FFT faster from kernel size (per C): {crossovers}; FFT_MIN_KERNEL_SIZE in use: {FFT_MIN_KERNEL_SIZE}')
+    recommended, worst = recommended_fft_min_kernel_size(sweep)
+    print(f'FFT faster from kernel size (per C): {crossovers}; recommended FFT_MIN_KERNEL_SIZE {recommended} '
+          f'(worst slowdown {worst}x); in use: {FFT_MIN_KERNEL_SIZE}')
 
     results = dict(
         setup=dict(
@@ -177,6 +198,7 @@ def main():
             torch=torch.__version__,
             cpu=platform.processor() or platform.machine(),
             cpu_count=os.cpu_count(),
+            omp_wait_policy=os.environ.get('OMP_WAIT_POLICY', 'default'),
             load_average_before=round(load_before, 2),
             load_average_after=round(os.getloadavg()[0], 2)),
         crosstalk_vs_conv2d=comparison,
@@ -185,6 +207,8 @@ def main():
             str(channels): size
             for channels, size in crossovers.items()
         },
+        recommended_fft_min_kernel_size=recommended,
+        recommended_worst_slowdown=worst,
         fft_min_kernel_size=FFT_MIN_KERNEL_SIZE)
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     with open(args.out, 'w') as f:

@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 from scipy.signal import convolve2d
 
-from newbp_plugin.ops import crosstalk
+from newbp_plugin.ops import crosstalk, fft_conv
 
 PADDING_MODES = ('zeros', 'reflect', 'replicate', 'circular')
 METHODS = ('direct', 'fft')
@@ -147,6 +147,25 @@ def test_fft_matches_direct_float32_large_kernel(layout):
         results.append((out.detach(), x_leaf.grad, kernel_leaf.grad))
     for name, fft, direct in zip(('forward', 'grad_x', 'grad_kernel'), results[1], results[0]):
         assert relative_error(fft, direct) <= 1e-5, name
+
+
+@pytest.mark.parametrize('block_elements', [1, 200, 700])
+@pytest.mark.parametrize('layout', KERNEL_LAYOUTS)
+def test_fft_blocks_cover_batch_and_groups(layout, block_elements, monkeypatch):
+    # 72-element grids: blocks of one plane, of 2 groups, of 2 samples (a last one of 1).
+    monkeypatch.setattr(fft_conv, '_CPU_BLOCK_ELEMENTS', block_elements)
+    batch, channels = 3, 4
+    x = torch.rand(batch, channels, 7, 6, dtype=torch.float64)
+    kernel, cross_channel = make_kernel(layout, batch, channels, (3, 3))
+    grad_out = torch.rand(x.shape, dtype=torch.float64)
+    results = []
+    for op in (lambda *a: crosstalk(*a, method='fft'), reference_crosstalk):
+        x_leaf, kernel_leaf = x.clone().requires_grad_(), kernel.clone().requires_grad_()
+        out = op(x_leaf, kernel_leaf, 'replicate', cross_channel)
+        out.backward(grad_out)
+        results.append((out.detach(), x_leaf.grad, kernel_leaf.grad))
+    for name, actual, expected in zip(('forward', 'grad_x', 'grad_kernel'), *results):
+        assert relative_error(actual, expected) <= 1e-10, name
 
 
 def test_auto_picks_fft_for_large_kernels_only():

@@ -10,10 +10,11 @@ from .fft_conv import FFTConvolution
 
 PADDING_MODES = ('zeros', 'reflect', 'replicate', 'circular')
 METHODS = ('auto', 'direct', 'fft')
-# method='auto' takes the FFT path when kh * kw >= FFT_MIN_KERNEL_SIZE ** 2. Measured by
-# `python benchmarks/ops.py` (crossover sweep, forward + backward, B=4, 256x256, 2 CPU
-# threads; benchmarks/results/ops.json): the FFT path wins from this square size on.
-FFT_MIN_KERNEL_SIZE = 9
+# method='auto' takes the FFT path when kh * kw >= FFT_MIN_KERNEL_SIZE ** 2. Measured with
+# `OMP_WAIT_POLICY=PASSIVE python benchmarks/ops.py` (forward + backward, B=4, 256x256,
+# 2 CPU threads; benchmarks/results/ops.json): FFT speed-up at 9x9 0.92x (C=3) and 0.90x
+# (C=32); at 11x11 1.82x and 0.89x (1.02x in an earlier run); above 13x13 > 1 for both.
+FFT_MIN_KERNEL_SIZE = 11
 
 _F_PAD_MODES = {'zeros': 'constant', 'reflect': 'reflect', 'replicate': 'replicate', 'circular': 'circular'}
 

@@ -4,7 +4,8 @@
 (``-opt``, ``--launcher``, ``--auto_resume``, ``--debug``, ``--local_rank``,
 ``--force_yml``) and run BasicSR's ``train_pipeline`` / ``test_pipeline`` with
 the current directory as root, so ``experiments/``, ``results/`` and
-``tb_logger/`` are created where the command runs.
+``tb_logger/`` are created where the command runs. The plugin's own commands:
+``kernels list|show``, ``make-lmdb``, ``benchmark`` and ``restore``.
 """
 import argparse
 import os
@@ -137,6 +138,34 @@ def _make_lmdb(parsed, rest):
     return 0
 
 
+def _benchmark(parsed, rest):
+    from newbp_plugin.benchmark.runner import Benchmark
+    path = option_file(['-opt', parsed.opt] if parsed.opt else [])
+    with open(path, encoding='utf-8') as f:
+        opt = yaml.safe_load(f)
+    try:
+        benchmark = Benchmark(opt)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    folder = benchmark.run(os.getcwd())
+    print(f'wrote {os.path.join(folder, "benchmark")}.md, .csv, .json and .png')
+    return 0
+
+
+def _restore(parsed, rest):
+    from newbp_plugin.benchmark.restore import restore
+    try:
+        failures, total = restore(parsed.input, parsed.output, parsed.weights, arch=parsed.arch, kernel=parsed.kernel,
+                                  tile=parsed.tile, tile_overlap=parsed.tile_overlap, save_s=parsed.save_s,
+                                  device=parsed.device, param_key=parsed.param_key)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    for path, message in failures:
+        print(f'{PROG} restore: failed: {path}: {message}', file=sys.stderr)
+    print(f'restored {total - len(failures)} of {total} images into {parsed.output}')
+    return 1 if failures else 0
+
+
 def build_parser():
     """The top-level parser; each subcommand sets ``handler`` and ``passthrough``."""
     parser = argparse.ArgumentParser(
@@ -169,6 +198,25 @@ def build_parser():
     lmdb.add_argument('--compress-level', type=int, default=1, help='PNG compression 0-9 (default: 1)')
     lmdb.add_argument('--overwrite', action='store_true', help='replace an existing output LMDB')
     lmdb.set_defaults(handler=_make_lmdb, passthrough=False)
+
+    bench = commands.add_parser('benchmark', help='compare methods (classical, zoo, plugin models) under degradations')
+    bench.add_argument('-opt', '--opt', help='the benchmark YAML, e.g. options/benchmark/sample.yml')
+    bench.set_defaults(handler=_benchmark, passthrough=False)
+
+    restore = commands.add_parser('restore', help='restore image files with a trained network')
+    restore.add_argument('-i', '--input', required=True, help='an image (PNG, TIFF, JPEG; 8 or 16 bits) or a folder')
+    restore.add_argument('-o', '--output', required=True, help='output file (input is a file) or folder')
+    restore.add_argument('--weights', required=True, help='the checkpoint, .pth')
+    restore.add_argument('--arch', help='network options: a YAML file (its network_g) or inline YAML; default: '
+                         'experiments/<name>/*.yml when the weights are in experiments/<name>/models/')
+    restore.add_argument('--kernel', help='sensor kernel spec for NewBP networks (as basicsr kernels show); '
+                         "default: the network's own")
+    restore.add_argument('--tile', type=int, help='tile side [px] for large images (e.g. 512); default: whole image')
+    restore.add_argument('--tile-overlap', type=int, default=32, help='pixels shared by tiles (default: 32)')
+    restore.add_argument('--save-s', action='store_true', help='also write S (NewBP networks): NAME_S.png, NAME_S.npy')
+    restore.add_argument('--device', choices=('cpu', 'cuda'), help='default: cuda when available')
+    restore.add_argument('--param-key', default='params', help="checkpoint key of the weights (default: params)")
+    restore.set_defaults(handler=_restore, passthrough=False)
     return parser
 
 

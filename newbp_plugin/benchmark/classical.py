@@ -1,0 +1,227 @@
+"""Classical non-blind deconvolution with the oracle kernel K and noise level (pure torch, no BasicSR).
+
+The baselines a learned model must beat on ``X = K * Y + N``:
+
+- :func:`wiener`: Wiener deconvolution in the Fourier domain,
+- :func:`richardson_lucy`: Richardson–Lucy, the multiplicative EM iteration of the Poisson model,
+- :func:`converse`: Converse2D (:func:`newbp_plugin.ops.converse2d`) used as a solver.
+
+Conventions shared by the three:
+
+- ``x`` is (B, C, H, W) and ``kernel`` is laid out as :func:`newbp_plugin.ops.crosstalk` takes it:
+  (kh, kw), (C, kh, kw), (B, C, kh, kw), or (C, C, kh, kw) channel-mixing with ``cross_channel``.
+- ``linear_light``: ``x`` is sRGB-encoded and K acted on linear light (CrosstalkDataset's default):
+  x is decoded, deconvolved and encoded back. ``noise_var`` is then in linear-light units.
+- Boundaries. The FFT solves are circular. ``boundary='circular'`` takes the image as periodic
+  (exact for a circularly blurred image); ``'reflect'`` (default) first continues the image by
+  ``pad`` reflected pixels on each side, so that its periodic extension has no jump at the borders
+  (the jump is what rings), solves on the padded grid and crops back. The sensor blurred the scene's
+  real surroundings, which the reflection approximates: a few border pixels keep a small error.
+  Richardson–Lucy uses the same padded, periodic grid, so that its adjoint is exact there.
+- Outputs are not clipped (the metrics clip when they quantise to 8 bits).
+"""
+import torch
+import torch.nn.functional as F
+
+from newbp_plugin.ops import converse2d, crosstalk, psf2otf
+from newbp_plugin.ops.color import linear_to_srgb, srgb_to_linear
+
+BOUNDARIES = ('reflect', 'circular')
+PAD_PER_KERNEL_SIDE = 4  # default reflect padding [px] = this x the kernel's larger side
+LAPLACIAN = ((0., -1., 0.), (-1., 4., -1.), (0., -1., 0.))  # Wiener's prior: L * Y is white
+
+
+def prior_power(observed, noise_var, psf):
+    """Power of ``F * Y`` (F a filter, Y the clean image), estimated from ``observed = K * Y + N``.
+
+    ``Var[F * observed] - σ²‖F‖²`` (the share of white noise through F), at least σ². The blur K in
+    ``observed`` lowers the estimate a little, so the priors built on it err on the strong side.
+
+    Args:
+        observed (Tensor): (B, C, H, W), periodic (filtered circularly).
+        noise_var (float | Tensor): σ², a number or broadcastable to (B, C, 1, 1).
+        psf (Tensor): (kh, kw), (C, kh, kw) or (B, C, kh, kw) filter F.
+
+    Returns:
+        Tensor: (B, C, 1, 1).
+    """
+    noise_var = torch.as_tensor(noise_var, dtype=observed.dtype, device=observed.device)
+    filtered = crosstalk(observed, psf, padding_mode='circular')
+    noise_share = noise_var * psf.square().sum((-2, -1)).reshape(psf.shape[:-2] + (1, 1))
+    return torch.maximum(filtered.var(dim=(-2, -1), keepdim=True) - noise_share, noise_var)
+
+
+def wiener(x, kernel, noise_var=None, balance=None, cross_channel=False, linear_light=False, boundary='reflect',
+           pad=None):
+    """Wiener deconvolution: ``X̂ = (HᴴH + β|Λ|²)⁻¹ Hᴴ X̂obs`` at every frequency.
+
+    H is the OTF of K, Λ that of the Laplacian L. The prior is Gaussian with ``L * Y`` white
+    of power P (a smooth-image prior, power spectrum ∝ 1/|Λ|²; as ``skimage.restoration.wiener``),
+    so the noise-to-signal ratio at a frequency is ``β|Λ|²`` with ``β = σ² / P``, P from
+    :func:`prior_power`. |Λ(0)| = 0: the mean is inverted exactly (H(0) is 1, or the
+    channel-mixing matrix, for a normalised kernel). With ``cross_channel`` the C×C system of
+    each frequency is solved.
+
+    Args:
+        x (Tensor): (B, C, H, W) observation.
+        kernel (Tensor | ndarray): the PSF, see the module docstring.
+        noise_var (float | Tensor | None): σ² in the working domain (linear light when
+            ``linear_light``), a number or broadcastable to (B, C, 1, 1); gives β.
+        balance (float | Tensor | None): β itself, instead of ``noise_var``.
+        cross_channel (bool): ``kernel`` is (C, C, kh, kw) channel-mixing.
+        linear_light (bool): decode x from sRGB first and encode the result.
+        boundary (str): 'reflect' or 'circular' (module docstring).
+        pad (int | None): reflect padding [px]; None: 4 x the kernel's larger side.
+
+    Returns:
+        Tensor: (B, C, H, W) X̂, encoded as x.
+    """
+    x, kernel = _prepare(x, kernel, boundary)
+    if (noise_var is None) == (balance is None):
+        raise ValueError('wiener: give exactly one of noise_var and balance')
+    laplacian = x.new_tensor(LAPLACIAN)
+
+    def solve(observed):
+        shape = observed.shape[-2:]
+        beta = noise_var / prior_power(observed, noise_var, laplacian) if balance is None else torch.as_tensor(
+            balance, dtype=observed.dtype, device=observed.device)
+        weight = beta.expand(observed.shape[:2] + (1, 1)) * psf2otf(laplacian, shape).abs().square()
+        otf = psf2otf(kernel, shape)
+        spectrum = torch.fft.rfft2(observed)
+        if cross_channel:  # (B, h, w // 2 + 1, C, C) systems
+            h = otf.permute(2, 3, 0, 1)
+            system = h.mH @ h + torch.diag_embed(weight.permute(0, 2, 3, 1))
+            rhs = h.mH @ spectrum.permute(0, 2, 3, 1).unsqueeze(-1)
+            restored = torch.linalg.solve(system, rhs).squeeze(-1).permute(0, 3, 1, 2)
+        else:
+            restored = otf.conj() * spectrum / (otf.abs().square() + weight)
+        return torch.fft.irfft2(restored, s=shape)
+
+    return _solve(solve, x, kernel, linear_light, boundary, pad)
+
+
+def richardson_lucy(x, kernel, iterations=100, noise_var=None, cross_channel=False, linear_light=False,
+                    boundary='reflect', pad=None):
+    """Richardson–Lucy: ``Xₖ₊₁ = Xₖ · Kᵀ(Xobs / K Xₖ) / Kᵀ1`` from the flat ``X₀ = mean(Xobs)``.
+
+    The EM iteration of the Poisson likelihood of Xobs given K X: every iterate is non-negative
+    and the Poisson objective ``Σ K Xₖ - Xobs·log(K Xₖ)`` never increases. Run to convergence
+    it reaches the noise-amplifying maximum-likelihood solution; detail comes back over the
+    iterations, coarse first, so stopping early regularises. With
+    ``noise_var`` (the oracle noise level), a sample stops by the discrepancy principle: at the
+    first iterate whose mean squared residual ``|K Xₖ - Xobs|²`` is at most the mean noise
+    variance. Xobs is clipped to >= 0 first.
+
+    Args:
+        x (Tensor): (B, C, H, W) observation.
+        kernel (Tensor | ndarray): the PSF, non-negative, see the module docstring.
+        iterations (int): the most iterations. Default: 100.
+        noise_var (float | Tensor | None): σ² for the stopping rule, a number or broadcastable to
+            (B, C, 1, 1), in the working domain; None: always ``iterations``.
+        cross_channel (bool): ``kernel`` is (C, C, kh, kw) channel-mixing.
+        linear_light (bool): decode x from sRGB first and encode the result.
+        boundary (str): 'reflect' or 'circular' (module docstring).
+        pad (int | None): reflect padding [px]; None: 4 x the kernel's larger side.
+
+    Returns:
+        Tensor: (B, C, H, W) X̂ >= 0 in the working domain, encoded as x.
+    """
+    x, kernel = _prepare(x, kernel, boundary)
+    if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 0:
+        raise ValueError(f'richardson_lucy: iterations must be an integer >= 0, got {iterations!r}')
+    if (kernel < 0).any():
+        raise ValueError('richardson_lucy: the kernel has negative values; the iteration needs K >= 0')
+    # Kᵀ: correlation with K, i.e. convolution with the flipped PSF (channel-mixing: transposed too)
+    adjoint_kernel = kernel.flip((-2, -1))
+    if cross_channel:
+        adjoint_kernel = adjoint_kernel.transpose(0, 1)
+
+    def blur(image, psf):
+        return crosstalk(image, psf, padding_mode='circular', cross_channel=cross_channel)
+
+    def solve(observed):
+        observed = observed.clamp(min=0)
+        tiny = torch.finfo(observed.dtype).tiny
+        normaliser = blur(torch.ones_like(observed), adjoint_kernel)
+        target = None if noise_var is None else torch.as_tensor(
+            noise_var, dtype=observed.dtype, device=observed.device).expand(observed.shape[:2] + (1, 1)).mean(
+                (1, 2, 3), keepdim=True)
+        estimate = observed.mean((-2, -1), keepdim=True).expand_as(observed)
+        for _ in range(iterations):
+            blurred = blur(estimate, kernel)
+            update = estimate * blur(observed / blurred.clamp(min=tiny), adjoint_kernel) / normaliser
+            if target is None:
+                estimate = update
+            else:
+                running = (blurred - observed).square().mean((1, 2, 3), keepdim=True) > target
+                if not running.any():
+                    break
+                estimate = torch.where(running, update, estimate)
+        return estimate
+
+    return _solve(solve, x, kernel, linear_light, boundary, pad)
+
+
+def converse(x, kernel, noise_var=None, lam=None, cross_channel=False, linear_light=False, boundary='reflect',
+             pad=None):
+    """Converse2D as a non-blind solver: ``argmin_X |Xobs - K X|² + λ|X - Xobs|²`` (scale 1).
+
+    :func:`newbp_plugin.ops.converse2d` with the oracle K and X0 = Xobs: the estimate is pulled
+    towards the observation (Wiener's, towards smoothness). λ is the MAP weight of a white
+    Gaussian prior on the deviation ``Y - Xobs = (δ - K) * Y - N``, whose power is
+    ``P + σ²`` with P the power of ``(δ - K) * Y`` (:func:`prior_power`): ``λ = σ² / (P + σ²)``.
+    Depthwise kernels only.
+
+    Args:
+        x (Tensor): (B, C, H, W) observation.
+        kernel (Tensor | ndarray): (kh, kw), (C, kh, kw) or (B, C, kh, kw) PSF.
+        noise_var (float | Tensor | None): σ² in the working domain, a number or broadcastable to
+            (B, C, 1, 1); gives λ.
+        lam (float | Tensor | None): λ > 0 itself, instead of ``noise_var``.
+        cross_channel (bool): must be False (a channel-mixing kernel is refused).
+        linear_light (bool): decode x from sRGB first and encode the result.
+        boundary (str): 'reflect' or 'circular' (module docstring).
+        pad (int | None): reflect padding [px]; None: 4 x the kernel's larger side.
+
+    Returns:
+        Tensor: (B, C, H, W) X̂, encoded as x.
+    """
+    x, kernel = _prepare(x, kernel, boundary)
+    if (noise_var is None) == (lam is None):
+        raise ValueError('converse: give exactly one of noise_var and lam')
+    if cross_channel:
+        raise ValueError('converse: Converse2D inverts depthwise kernels only; this kernel mixes channels')
+
+    def solve(observed):
+        if lam is not None:
+            return converse2d(observed, kernel, lam)
+        identity = torch.zeros_like(kernel)
+        identity[..., kernel.shape[-2] // 2, kernel.shape[-1] // 2] = 1
+        deviation_power = prior_power(observed, noise_var, identity - kernel) + noise_var
+        return converse2d(observed, kernel, noise_var / deviation_power)
+
+    return _solve(solve, x, kernel, linear_light, boundary, pad)
+
+
+def _prepare(x, kernel, boundary):
+    """x checked, kernel as a tensor on x's device and dtype."""
+    if not torch.is_tensor(x) or x.dim() != 4 or not x.is_floating_point():
+        raise ValueError(f'x must be a (B, C, H, W) float tensor, got {getattr(x, "shape", type(x).__name__)}')
+    if boundary not in BOUNDARIES:
+        raise ValueError(f'boundary must be one of {BOUNDARIES}, got {boundary!r}')
+    return x, torch.as_tensor(kernel).to(device=x.device, dtype=x.dtype)
+
+
+def _solve(solve, x, kernel, linear_light, boundary, pad):
+    """``solve`` applied in the working domain, on the reflect-padded grid for ``boundary='reflect'``."""
+    observed = srgb_to_linear(x) if linear_light else x
+    if boundary == 'reflect':
+        pad = PAD_PER_KERNEL_SIDE * max(kernel.shape[-2:]) if pad is None else pad
+        if isinstance(pad, bool) or not isinstance(pad, int) or pad < 0:
+            raise ValueError(f'pad must be an integer >= 0 (pixels), got {pad!r}')
+        pad = min(pad, x.shape[-2] - 1, x.shape[-1] - 1)  # F.pad's reflection needs pad < size
+        restored = solve(F.pad(observed, (pad, ) * 4, mode='reflect'))
+        restored = restored[..., pad:pad + x.shape[-2], pad:pad + x.shape[-1]]
+    else:
+        restored = solve(observed)
+    return linear_to_srgb(restored) if linear_light else restored

@@ -1,0 +1,166 @@
+"""``basicsr restore``: a trained network on image files, bit depth and format kept.
+
+``basicsr restore -i IN -o OUT --weights W.pth [--arch A] [--kernel SPEC] [--tile 512 --tile-overlap 32]
+[--save-s] [--device cpu|cuda]``
+
+- IN is an image or a folder (its PNG, TIFF and JPEG files, not recursive); OUT is then a file
+  (an existing folder: the file goes in it, same name) or a folder (created), same file names.
+- 8- and 16-bit grey, colour or colour + alpha images: the output has the input's bit depth,
+  format and channels (a grey image is restored as three equal channels, then made grey again;
+  alpha is copied).
+- The architecture comes from ``--arch`` or from the training YAML beside the weights
+  (:func:`newbp_plugin.benchmark.network.network_options`).
+- A file that cannot be read, restored or written is reported and skipped; the others go on.
+"""
+import os
+import os.path as osp
+
+import cv2
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from newbp_plugin.archs.converse_arch import physical_kernel
+from newbp_plugin.benchmark.network import forward_arguments, load_network, network_options, run_network
+from newbp_plugin.kernels import parse_kernel_spec
+from newbp_plugin.models.newbp_model import s_to_image
+
+IMAGE_SUFFIXES = ('.png', '.tif', '.tiff', '.jpg', '.jpeg')
+_FORMATS = {'.png': 'PNG', '.tif': 'TIFF', '.tiff': 'TIFF', '.jpg': 'JPEG', '.jpeg': 'JPEG'}
+
+
+def output_paths(input_path, output):
+    """``[(source, destination)]`` of a run: a file, or every image of a folder.
+
+    Raises:
+        ValueError: the input does not exist, holds no image, or the output's format differs.
+    """
+    if osp.isdir(input_path):
+        names = sorted(name for name in os.listdir(input_path)
+                       if name.lower().endswith(IMAGE_SUFFIXES) and osp.isfile(osp.join(input_path, name)))
+        if not names:
+            raise ValueError(f"no image ({', '.join(IMAGE_SUFFIXES)}) in {input_path}")
+        if osp.isfile(output):
+            raise ValueError(f'the input is a folder, so the output must be a folder: {output} is a file')
+        return [(osp.join(input_path, name), osp.join(output, name)) for name in names]
+    if not osp.isfile(input_path):
+        raise ValueError(f'input not found: {input_path}')
+    if osp.isdir(output):
+        return [(input_path, osp.join(output, osp.basename(input_path)))]
+    source_format = _FORMATS.get(osp.splitext(input_path)[1].lower())
+    target_format = _FORMATS.get(osp.splitext(output)[1].lower())
+    if source_format is None or target_format != source_format:
+        raise ValueError(f'the output keeps the format of the input: {input_path} is '
+                         f'{source_format or "not a PNG, TIFF or JPEG"}, {output} is {target_format or "neither"}')
+    return [(input_path, output)]
+
+
+class Restorer:
+    """A loaded network that restores uint8/uint16 images.
+
+    Args:
+        weights (str): the checkpoint.
+        arch (str | dict | None): network options, see :func:`network_options`.
+        kernel (str | None): kernel spec text (:func:`newbp_plugin.kernels.parse_kernel_spec`)
+            for networks whose forward takes ``kernel``; None: the network's own.
+        tile (int | None): tile side [px]; None: whole images.
+        tile_overlap (int): pixels shared by neighbouring tiles.
+        save_s (bool): keep S (the network must return it).
+        device (str | None): 'cpu' or 'cuda'; None: cuda when available.
+        param_key (str): checkpoint key of the weights.
+
+    Raises:
+        ValueError: any of the above does not fit (the message names it).
+    """
+
+    def __init__(self, weights, arch=None, kernel=None, tile=None, tile_overlap=32, save_s=False, device=None,
+                 param_key='params'):
+        if device == 'cuda' and not torch.cuda.is_available():
+            raise ValueError('--device cuda: torch sees no CUDA device')
+        self.device = torch.device(device or ('cuda' if torch.cuda.is_available() else 'cpu'))
+        if tile is not None and not 0 <= tile_overlap < tile:
+            raise ValueError(f'--tile {tile} --tile-overlap {tile_overlap}: need 0 <= overlap < tile')
+        self.options = network_options(arch, weights)
+        self.net = load_network(self.options, weights, param_key=param_key, device=self.device)
+        name = self.options['type']
+        takes_kernel, returns_s = forward_arguments(self.net)
+        if save_s and not returns_s:
+            raise ValueError(f'--save-s: {name} has no S (only networks with a NewBP head return one)')
+        if kernel is not None and not takes_kernel:
+            raise ValueError(f'--kernel: {name} takes no kernel')
+        if kernel is None and takes_kernel and getattr(self.net, 'kernel', None) is None:
+            raise ValueError(f'{name} has no kernel of its own: give the sensor kernel with --kernel SPEC')
+        self.channels = self.options.get('img_channel', 3)
+        self.kernel = None if kernel is None else physical_kernel(parse_kernel_spec(kernel), self.channels, '--kernel')
+        self.tile, self.tile_overlap, self.save_s = tile, tile_overlap, save_s
+
+    def restore(self, img):
+        """Restore one image as OpenCV holds it.
+
+        Args:
+            img (np.ndarray): (H, W) grey, (H, W, 3) BGR or (H, W, 4) BGRA; uint8 or uint16.
+
+        Returns:
+            tuple[np.ndarray, Tensor | None]: the restored image, same shape and dtype, and S
+            (C, H, W) float32 when ``save_s``.
+        """
+        if img.dtype not in (np.uint8, np.uint16):
+            raise ValueError(f'{img.dtype} pixels; expected 8- or 16-bit integers')
+        peak = np.iinfo(img.dtype).max
+        alpha = img[..., 3:] if img.ndim == 3 and img.shape[2] == 4 else None
+        colour = img[..., :3] if img.ndim == 3 else img[..., None]
+        if colour.shape[2] != self.channels:
+            if self.channels != 3 or colour.shape[2] != 1:
+                raise ValueError(f'{colour.shape[2]} colour channel(s); the network takes {self.channels}')
+            colour = np.repeat(colour, 3, axis=2)
+        rgb = colour[..., ::-1] if self.channels == 3 else colour
+        x = torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1))).float().div(peak)[None]
+        restored, s = run_network(self.net, x.to(self.device), self.kernel, self.tile, self.tile_overlap)
+        out = restored[0].float().cpu().clamp(0, 1).numpy().transpose(1, 2, 0)
+        out = out[..., ::-1] if self.channels == 3 else out
+        if img.ndim == 2 or img.shape[2] == 1:
+            out = cv2.cvtColor(np.ascontiguousarray(out), cv2.COLOR_BGR2GRAY) if self.channels == 3 else out[..., 0]
+        out = np.round(out * peak).astype(img.dtype)
+        if alpha is not None:
+            out = np.concatenate([out, alpha], axis=2)
+        return out, (s[0].float().cpu() if self.save_s else None)
+
+    def restore_file(self, source, destination):
+        """Read ``source``, restore it, write ``destination`` (and S beside it with ``save_s``)."""
+        img = cv2.imread(source, cv2.IMREAD_UNCHANGED)
+        if img is None:
+            raise ValueError('cannot read it as an image (corrupt, or not a PNG, TIFF or JPEG)')
+        out, s = self.restore(img)
+        os.makedirs(osp.dirname(osp.abspath(destination)), exist_ok=True)
+        if not cv2.imwrite(destination, out):
+            raise ValueError(f'cannot write {destination}')
+        if s is not None:
+            stem = osp.splitext(destination)[0]
+            cv2.imwrite(f'{stem}_S.png', s_to_image(s))
+            np.save(f'{stem}_S.npy', s.numpy())
+
+
+def restore(input_path, output, weights, arch=None, kernel=None, tile=None, tile_overlap=32, save_s=False,
+            device=None, param_key='params'):
+    """Restore an image or a folder of images (see the module docstring); a progress bar runs.
+
+    Args:
+        input_path (str), output (str): see :func:`output_paths`.
+        weights, arch, kernel, tile, tile_overlap, save_s, device, param_key: see :class:`Restorer`.
+
+    Returns:
+        tuple[list[tuple[str, str]], int]: ``[(file, reason)]`` of the files that failed, and the
+        number of files.
+
+    Raises:
+        ValueError: a bad argument, before any file is touched.
+    """
+    pairs = output_paths(input_path, output)
+    restorer = Restorer(weights, arch, kernel, tile, tile_overlap, save_s, device, param_key)
+    failures = []
+    for source, destination in tqdm(pairs, unit='image', desc='restore'):
+        try:
+            restorer.restore_file(source, destination)
+        except (ValueError, OSError, cv2.error) as error:
+            failures.append((source, str(error)))
+    return failures, len(pairs)

@@ -1,0 +1,321 @@
+"""``basicsr benchmark -opt options/benchmark/X.yml``: methods × degradations on a test set.
+
+Every clean image of the test set is degraded by every pair (kernel, noise) of the options,
+exactly as CrosstalkDataset degrades validation data (it does the reading and the degradation):
+degradation d (kernels outer, noises inner, from 0) of image i draws from
+``np.random.default_rng([seed + d, i])``, so every run sees the same degraded images. Every
+method restores every degraded image; BasicSR's metrics compare the result with the clean image
+(8-bit, as BasicSR's validation does), and the time of each call is measured (after one warm-up
+call per method). Results go to ``results/<name>/`` (see :mod:`newbp_plugin.benchmark.report`).
+
+Options (YAML; an unknown key fails naming it)::
+
+    name: sample                       # results/<name>/ (an existing folder is archived, as BasicSR does)
+    device: auto                       # auto (cuda when available) | cpu | cuda
+    seed: 0                            # degradation d of image i: default_rng([seed + d, i])
+    linear_light: true                 # K and N act on linear light (the images are sRGB-encoded)
+    dataset:                           # clean images; CrosstalkDataset's options of the same names
+      dataroot_gt: datasets/sample/val.lmdb   # an LMDB or a folder
+      io_backend: {type: lmdb}         # optional: derived from dataroot_gt
+      meta_info_file: ~                # optional: a subset, one name per line
+      val_crop_size: ~                 # optional: centre crop side [px]
+    kernels:                           # name -> kernel spec (basicsr kernels show ...)
+      crosstalk: {type: crosstalk, size: 5, left: 0.06, right: 0.06}
+    noises:                            # name -> noise spec (CrosstalkDataset's noise)
+      gauss_0.01: {type: gaussian, sigma: 0.01, quantize: 8}
+    methods:                           # name -> {type: ..., options}; in this order in the tables
+      input: {type: identity}          # the degraded image itself
+      wiener: {type: wiener}           # options: balance, boundary, pad (classical.wiener)
+      rl: {type: richardson_lucy}      # options: iterations, boundary, pad
+      converse: {type: converse}       # options: lam, boundary, pad
+      nafnet:
+        type: network
+        weights: experiments/pretrained_models/NAFNet-GoPro-width32.pth
+        network_g: {type: NAFNet, width: 32, ...}  # or a YAML path; default: beside the weights
+        param_key: params              # optional (default params), strict: true, tile: ~, tile_overlap: 32
+    metrics:                           # optional; BasicSR's val.metrics; default: PSNR and SSIM, RGB and Y
+      psnr: {type: calculate_psnr, crop_border: 0, test_y_channel: false}
+    figure:                            # optional: the same crop of one image from every method
+      image: 0                         # index in the test set
+      crop_size: 64                    # [px], centred
+      zoom: 2                          # nearest-neighbour magnification
+
+The classical methods are given the oracle kernel (the one the image was degraded with) and the
+oracle noise level, :func:`noise_variance`; a network is given the kernel when its ``forward``
+takes ``kernel`` (NewBP networks), and its S is kept for the figure when it returns one.
+"""
+import inspect
+import itertools
+import os.path as osp
+import time
+
+import numpy as np
+import torch
+from basicsr.metrics import calculate_metric
+from basicsr.utils import mkdir_and_rename, tensor2img
+from basicsr.utils.registry import METRIC_REGISTRY
+from tqdm import tqdm
+
+from newbp_plugin.archs.converse_arch import physical_kernel
+from newbp_plugin.benchmark import classical
+from newbp_plugin.benchmark.network import load_network, network_options, run_network
+from newbp_plugin.benchmark.report import write_reports
+from newbp_plugin.data.crosstalk_dataset import CrosstalkDataset
+from newbp_plugin.ops.color import srgb_to_linear
+from newbp_plugin.options import check_options
+
+OWNER = 'benchmark options'
+REQUIRED = object()
+OPTIONS = {
+    'name': REQUIRED,
+    'dataset': REQUIRED,
+    'kernels': REQUIRED,
+    'noises': REQUIRED,
+    'methods': REQUIRED,
+    'device': 'auto',
+    'seed': 0,
+    'linear_light': True,
+    'metrics': {
+        'psnr': {'type': 'calculate_psnr', 'crop_border': 0, 'test_y_channel': False},
+        'ssim': {'type': 'calculate_ssim', 'crop_border': 0, 'test_y_channel': False},
+        'psnr_y': {'type': 'calculate_psnr', 'crop_border': 0, 'test_y_channel': True},
+        'ssim_y': {'type': 'calculate_ssim', 'crop_border': 0, 'test_y_channel': True},
+    },
+    'figure': {},
+}
+DATASET_OPTIONS = ('dataroot_gt', 'io_backend', 'meta_info_file', 'val_crop_size')
+FIGURE_OPTIONS = {'image': 0, 'crop_size': 64, 'zoom': 2}
+CLASSICAL = {'wiener': classical.wiener, 'richardson_lucy': classical.richardson_lucy,
+             'converse': classical.converse}
+CLASSICAL_SUPPLIED = ('x', 'kernel', 'noise_var', 'cross_channel', 'linear_light')  # given by the benchmark
+NETWORK_OPTIONS = {'weights': REQUIRED, 'network_g': None, 'param_key': 'params', 'strict': True, 'tile': None,
+                   'tile_overlap': 32}
+METHOD_TYPES = ('identity', 'network') + tuple(CLASSICAL)
+
+
+def noise_variance(noise, degraded, linear_light):
+    """The oracle noise level: the expected variance of N in each channel, in the domain N is added in.
+
+    From the spec of a :class:`~newbp_plugin.data.degradations.NoiseModel`: a parameter drawn from
+    [low, high] counts with its mean square ``(low² + low·high + high²) / 3``. ``gaussian``: E[σ²];
+    ``poisson_gaussian``: ``E[gain]·mean(b) + E[read_sigma²]``, b the blurred signal, taken as the
+    degraded image (its noise has mean zero). ``quantize``: + ``step² / 12`` (step ``1 / (2^q - 1)``,
+    in the encoded domain; with ``linear_light`` times the mean squared slope of the sRGB decoding
+    at the image's values). Clipping is ignored. The result is at least the squared float epsilon,
+    so that every regularisation weight derived from it is positive.
+
+    Args:
+        noise (NoiseModel): the noise of the degradation.
+        degraded (Tensor): (1, C, H, W) the degraded image X, sRGB-encoded when ``linear_light``.
+        linear_light (bool): whether K and N acted on linear light.
+
+    Returns:
+        Tensor: (1, C, 1, 1) σ² per channel.
+    """
+    signal = srgb_to_linear(degraded) if linear_light else degraded
+
+    def moments(key):
+        parameter = noise.parameters[key]
+        low, high = (torch.as_tensor(v, dtype=degraded.dtype, device=degraded.device).view(1, -1, 1, 1)
+                     for v in (parameter.low, parameter.high))
+        return (low + high) / 2, (low.square() + low * high + high.square()) / 3
+
+    variance = torch.zeros_like(degraded[:, :, :1, :1])
+    if noise.type == 'gaussian':
+        variance = variance + moments('sigma')[1]
+    elif noise.type == 'poisson_gaussian':
+        variance = variance + moments('gain')[0] * signal.mean((-2, -1), keepdim=True) + moments('read_sigma')[1]
+    if noise.quantize is not None:
+        step = 1 / (2**noise.quantize - 1)
+        slope = ((srgb_to_linear(degraded + step / 2) - srgb_to_linear(degraded - step / 2)) /
+                 step if linear_light else torch.ones_like(degraded))
+        variance = variance + step**2 / 12 * slope.square().mean((-2, -1), keepdim=True)
+    return variance.clamp(min=torch.finfo(degraded.dtype).eps**2)
+
+
+class Method:
+    """One restoration method of the benchmark, built from its options.
+
+    ``method(x, kernel, cross_channel, noise_var)`` -> ``(Ŷ, S or None)``, with x (1, C, H, W)
+    on the device, the oracle kernel as CrosstalkDataset returns it ((C, S, S), or (C, C, S, S)
+    when ``cross_channel``) and the oracle σ² (1, C, 1, 1) of :func:`noise_variance`.
+
+    Args:
+        name (str): the method's name in the tables.
+        opt (dict): ``{type: identity | wiener | richardson_lucy | converse | network, ...}``.
+        linear_light (bool): the degradation acted on linear light (classical methods follow).
+        device (torch.device): where networks run.
+    """
+
+    def __init__(self, name, opt, linear_light, device):
+        where = f'methods:{name}'
+        if not isinstance(opt, dict) or opt.get('type') not in METHOD_TYPES:
+            raise ValueError(f"{OWNER}: {where} needs a type, one of {', '.join(METHOD_TYPES)}; got {opt!r}")
+        self.name, self.type, self.linear_light = name, opt['type'], linear_light
+        options = {key: value for key, value in opt.items() if key != 'type'}
+        if self.type == 'identity':
+            check_options(options, (), OWNER, prefix=f'{where}:')
+        elif self.type == 'network':
+            check_options(options, NETWORK_OPTIONS, OWNER, prefix=f'{where}:')
+            options = {**NETWORK_OPTIONS, **options}
+            if options['weights'] is REQUIRED:
+                raise ValueError(f'{OWNER}: {where}: option weights (the .pth checkpoint) is required')
+            try:
+                arch = network_options(options['network_g'], options['weights'])
+                self.net = load_network(arch, options['weights'], options['param_key'], options['strict'], device)
+            except ValueError as error:
+                raise ValueError(f'{OWNER}: {where}: {error}') from None
+            self.tile, self.tile_overlap = options['tile'], options['tile_overlap']
+        else:
+            function = CLASSICAL[self.type]
+            valid = [key for key in inspect.signature(function).parameters if key not in CLASSICAL_SUPPLIED]
+            check_options(options, valid, OWNER, prefix=f'{where}:')
+            self.options = options
+            self.takes_noise = all(key not in options for key in ('balance', 'lam'))
+            try:  # a bad value fails now, not after the first images: a dry run on a tiny image
+                self(torch.ones(1, 3, 8, 8), torch.ones(3, 1, 1), False, torch.full((1, 3, 1, 1), 1e-4))
+            except (ValueError, TypeError) as error:
+                raise ValueError(f'{OWNER}: {where}: {error}') from None
+
+    def __call__(self, x, kernel, cross_channel, noise_var):
+        if self.type == 'identity':
+            return x, None
+        if self.type == 'network':
+            kernel = physical_kernel(kernel, x.shape[1], self.name)
+            return run_network(self.net, x, kernel, self.tile, self.tile_overlap)
+        noise = {'noise_var': noise_var} if self.takes_noise else {}
+        restored = CLASSICAL[self.type](x, kernel.to(x), cross_channel=cross_channel, linear_light=self.linear_light,
+                                        **noise, **self.options)
+        return restored, None
+
+
+class Benchmark:
+    """A benchmark run, its options checked and everything built on construction.
+
+    Args:
+        opt (dict): the options (see the module docstring).
+
+    Raises:
+        ValueError: an unknown or invalid option (the message names it), a missing file,
+            weights that do not fit their network.
+    """
+
+    def __init__(self, opt):
+        if not isinstance(opt, dict):
+            raise ValueError(f'{OWNER}: the options must be a mapping, got {type(opt).__name__}')
+        check_options(opt, OPTIONS, OWNER)
+        missing = [key for key, default in OPTIONS.items() if default is REQUIRED and key not in opt]
+        if missing:
+            raise ValueError(f'{OWNER}: option {missing[0]} is required')
+        self.opt = {**OPTIONS, **opt}
+        for key in ('dataset', 'kernels', 'noises', 'methods', 'metrics', 'figure'):
+            if not isinstance(self.opt[key], dict) or (key not in ('figure', 'metrics') and not self.opt[key]):
+                raise ValueError(f'{OWNER}: option {key} must be a non-empty mapping, got {self.opt[key]!r}')
+        seed, linear_light = self.opt['seed'], self.opt['linear_light']
+        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+            raise ValueError(f'{OWNER}: option seed must be an integer >= 0, got {seed!r}')
+        if not isinstance(linear_light, bool):
+            raise ValueError(f'{OWNER}: option linear_light must be true or false, got {linear_light!r}')
+        self.device = self._device(self.opt['device'])
+
+        check_options(self.opt['dataset'], DATASET_OPTIONS, OWNER, prefix='dataset:')
+        self.degradations = []  # (kernel name, noise name, CrosstalkDataset)
+        for index, ((kernel_name, kernel), (noise_name, noise)) in enumerate(
+                itertools.product(self.opt['kernels'].items(), self.opt['noises'].items())):
+            dataset_opt = dict(self.opt['dataset'], phase='test', kernel=kernel, noise=noise,
+                               linear_light=linear_light, val_seed=seed + index)
+            try:
+                dataset = CrosstalkDataset(dataset_opt)
+            except ValueError as error:
+                raise ValueError(f'{OWNER}: kernels:{kernel_name} / noises:{noise_name}: {error}') from None
+            self.degradations.append((kernel_name, noise_name, dataset))
+
+        for name, metric in self.opt['metrics'].items():
+            if not isinstance(metric, dict) or metric.get('type') not in METRIC_REGISTRY:
+                raise ValueError(f"{OWNER}: metrics:{name} needs a type from BasicSR's METRIC_REGISTRY "
+                                 f"(e.g. calculate_psnr), got {metric!r}")
+        check_options(self.opt['figure'], FIGURE_OPTIONS, OWNER, prefix='figure:')
+        self.figure = {**FIGURE_OPTIONS, **self.opt['figure']}
+        num_images = len(self.degradations[0][2])
+        if not 0 <= self.figure['image'] < num_images:
+            raise ValueError(f"{OWNER}: figure:image must be an index below {num_images}, got {self.figure['image']}")
+        self.methods = [Method(name, method, linear_light, self.device)
+                        for name, method in self.opt['methods'].items()]
+        for method in self.methods:
+            mixing = [f'{kernel} / {noise}' for kernel, noise, dataset in self.degradations if dataset.cross_channel]
+            if method.type == 'converse' and mixing:
+                raise ValueError(f'{OWNER}: methods:{method.name}: Converse2D inverts depthwise kernels only; '
+                                 f'{mixing[0]} mixes channels')
+
+    @staticmethod
+    def _device(device):
+        if device == 'auto':
+            return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
+        if device not in ('cpu', 'cuda'):
+            raise ValueError(f"{OWNER}: option device must be auto, cpu or cuda, got {device!r}")
+        if device == 'cuda' and not torch.cuda.is_available():
+            raise ValueError(f'{OWNER}: option device is cuda, but torch sees no CUDA device')
+        return torch.device(device)
+
+    def _timed(self, method, *args):
+        """``(method(*args), seconds)``, synchronised on CUDA."""
+        if self.device.type == 'cuda':
+            torch.cuda.synchronize(self.device)
+        start = time.perf_counter()
+        out = method(*args)
+        if self.device.type == 'cuda':
+            torch.cuda.synchronize(self.device)
+        return out, time.perf_counter() - start
+
+    def run(self, root='.'):
+        """Evaluate, write the reports into ``root/results/<name>/``; return that folder."""
+        folder = osp.join(root, 'results', str(self.opt['name']))
+        metric_names = list(self.opt['metrics'])
+        rows, figure_rows = [], []
+        num_images = len(self.degradations[0][2])
+        progress = tqdm(total=len(self.degradations) * num_images * len(self.methods), unit='run',
+                        desc=f'benchmark {self.opt["name"]}')
+        warmed_up = set()
+        for kernel_name, noise_name, dataset in self.degradations:
+            results = {method.name: {} for method in self.methods}  # method -> image -> figures
+            figure_row = {'label': f'{kernel_name} / {noise_name}', 'tiles': []}
+            for index in range(num_images):
+                item = dataset[index]
+                image_name = osp.basename(item['gt_path'])
+                x, gt = item['lq'][None].to(self.device), item['gt'][None]
+                kernel, cross_channel = item['kernel'], dataset.cross_channel
+                noise_var = noise_variance(dataset.noise, x, dataset.opt['linear_light'])
+                gt_img = tensor2img([gt])
+                in_figure = index == self.figure['image']
+                if in_figure:
+                    figure_row['tiles'].append(('clean', gt, None))
+                for method in self.methods:
+                    progress.set_postfix_str(f'{kernel_name} / {noise_name}: {method.name}')
+                    args = (x, kernel, cross_channel, noise_var)
+                    if method.name not in warmed_up:
+                        method(*args)
+                        warmed_up.add(method.name)
+                    (restored, s), seconds = self._timed(method, *args)
+                    restored = restored.detach().cpu()
+                    data = {'img': tensor2img([restored]), 'img2': gt_img}
+                    figures = {key: float(calculate_metric(data, self.opt['metrics'][key])) for key in metric_names}
+                    figures['runtime_ms'] = seconds * 1000
+                    results[method.name][image_name] = figures
+                    if in_figure:
+                        figure_row['tiles'].append((method.name, restored, None if s is None else s.detach().cpu()))
+                    progress.update()
+            figure_rows.append(figure_row)
+            for method in self.methods:
+                images = results[method.name]
+                rows.append({
+                    'kernel': kernel_name,
+                    'noise': noise_name,
+                    'method': method.name,
+                    'mean': {key: float(np.mean([v[key] for v in images.values()]))
+                             for key in metric_names + ['runtime_ms']},
+                    'images': images,
+                })
+        progress.close()
+        mkdir_and_rename(folder)
+        write_reports(folder, self.opt, str(self.device), metric_names, rows, figure_rows, self.figure)
+        return folder

@@ -1,0 +1,203 @@
+"""``basicsr benchmark``: end to end on a tiny set, the shipped sample options, zoo loading, option errors."""
+import copy
+import csv
+import json
+import os
+import os.path as osp
+
+import cv2
+import numpy as np
+import pytest
+import torch
+import yaml
+from basicsr.archs import build_network
+from basicsr.metrics import calculate_psnr
+from basicsr.utils import tensor2img
+
+from newbp_plugin.benchmark.network import load_network, run_network
+from newbp_plugin.benchmark.runner import Benchmark, noise_variance
+from newbp_plugin.data.crosstalk_dataset import CrosstalkDataset
+from newbp_plugin.models.newbp_model import VAL_OPTIONS
+from newbp_plugin.ops import crosstalk
+from newbp_plugin.ops.color import srgb_to_linear
+from newbp_plugin.options import check_options
+from tests.conftest import run_basicsr, write_smooth_images
+
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+FIXTURES = osp.join(ROOT, 'tests', 'fixtures', 'nafnet')
+ZOO_WEIGHTS = osp.join(FIXTURES, 'tiny_width8.pth')
+ZOO_ARCH = {'type': 'NAFNet', 'width': 8, 'enc_blk_nums': [1, 1], 'middle_blk_num': 1, 'dec_blk_nums': [1, 1]}
+KERNELS = {'cmos': {'type': 'crosstalk', 'size': 5, 'left': 0.06, 'second_ring': 0.01},
+           'gauss': {'type': 'gaussian', 'sigma': 0.8}}
+NOISES = {'low': {'type': 'gaussian', 'sigma': 0.002, 'quantize': 8},
+          'high': {'type': 'poisson_gaussian', 'gain': 0.002, 'read_sigma': 0.003}}
+
+
+def tiny_options(folder, **changes):
+    opt = {
+        'name': 'tiny',
+        'device': 'cpu',
+        'seed': 3,
+        'dataset': {'dataroot_gt': str(folder)},
+        'kernels': KERNELS,
+        'noises': NOISES,
+        'methods': {
+            'input': {'type': 'identity'},
+            'wiener': {'type': 'wiener'},
+            'rl': {'type': 'richardson_lucy', 'iterations': 5},
+            'converse': {'type': 'converse'},
+            'zoo': {'type': 'network', 'weights': ZOO_WEIGHTS, 'network_g': ZOO_ARCH, 'tile': 16, 'tile_overlap': 4},
+        },
+        'figure': {'crop_size': 16},
+    }
+    opt.update(changes)
+    return opt
+
+
+@pytest.fixture(scope='module')
+def tiny_run(tmp_path_factory):
+    """The tiny benchmark run once: (options, results folder)."""
+    root = tmp_path_factory.mktemp('bench')
+    folder = write_smooth_images(root / 'clean', 2, size=24)
+    opt = tiny_options(folder)
+    return opt, Benchmark(copy.deepcopy(opt)).run(str(root))
+
+
+def test_tiny_benchmark_writes_every_report(tiny_run):
+    opt, folder = tiny_run
+    for suffix in ('md', 'csv', 'json', 'png'):
+        assert osp.getsize(osp.join(folder, f'benchmark.{suffix}')) > 0
+    table = [line for line in open(osp.join(folder, 'benchmark.md'), encoding='utf-8') if line.startswith('| ')]
+    assert len(table) - 1 == len(opt['methods']) * len(KERNELS) * len(NOISES)  # minus the header
+    with open(osp.join(folder, 'benchmark.csv'), encoding='utf-8') as f:
+        lines = list(csv.DictReader(f))
+    assert len(lines) == len(opt['methods']) * len(KERNELS) * len(NOISES) * 3  # 2 images + the mean
+    figure = cv2.imread(osp.join(folder, 'benchmark.png'))
+    assert figure.shape[0] > 4 * 16 * 2  # one row per degradation, zoomed crops
+
+
+def test_tiny_benchmark_figures_are_sane_and_identity_is_a_direct_psnr(tiny_run):
+    opt, folder = tiny_run
+    with open(osp.join(folder, 'benchmark.json'), encoding='utf-8') as f:
+        report = json.load(f)
+    rows = {(row['kernel'], row['noise'], row['method']): row for row in report['rows']}
+    for row in rows.values():
+        assert 0 <= row['mean']['ssim'] <= 1 and 0 <= row['mean']['ssim_y'] <= 1
+        assert row['mean']['runtime_ms'] >= 0 and 3 < row['mean']['psnr'] < 80
+    # degradation d = kernels outer, noises inner; image i draws from default_rng([seed + d, i])
+    for index, (kernel_name, noise_name) in enumerate((k, n) for k in KERNELS for n in NOISES):
+        dataset = CrosstalkDataset({'dataroot_gt': opt['dataset']['dataroot_gt'], 'phase': 'test',
+                                    'kernel': KERNELS[kernel_name], 'noise': NOISES[noise_name],
+                                    'val_seed': opt['seed'] + index})
+        identity = rows[(kernel_name, noise_name, 'input')]
+        for i in range(len(dataset)):
+            item = dataset[i]
+            expected = calculate_psnr(tensor2img([item['lq']]), tensor2img([item['gt']]), crop_border=0)
+            assert identity['images'][osp.basename(item['gt_path'])]['psnr'] == pytest.approx(expected, abs=1e-9)
+    # the oracle classical methods gain on the low-noise degradations
+    for kernel_name in KERNELS:
+        assert rows[(kernel_name, 'low', 'wiener')]['mean']['psnr'] > rows[(kernel_name, 'low', 'input')]['mean'][
+            'psnr']
+
+
+def test_shipped_sample_options_run(tmp_path):
+    with open(osp.join(ROOT, 'options', 'benchmark', 'sample.yml'), encoding='utf-8') as f:
+        opt = yaml.safe_load(f)
+    opt['dataset']['dataroot_gt'] = osp.join(ROOT, opt['dataset']['dataroot_gt'])
+    folder = Benchmark(opt).run(str(tmp_path))
+    table = [line for line in open(osp.join(folder, 'benchmark.md'), encoding='utf-8') if line.startswith('| ')]
+    assert len(table) - 1 == len(opt['methods']) * len(opt['kernels']) * len(opt['noises'])
+
+
+def test_zoo_checkpoint_loads_strictly_and_matches_upstream():
+    io = torch.load(osp.join(FIXTURES, 'tiny_width8_io.pt'), weights_only=True)
+    for arch, key in (('NAFNet', 'NAFNet'), ('NAFNetLocal', 'NAFNetLocal_fast_imp=False')):
+        options = dict(ZOO_ARCH, type=arch)
+        if arch == 'NAFNetLocal':
+            options['train_size'] = io['train_size']
+        net = load_network(options, ZOO_WEIGHTS, strict=True)
+        restored, s = run_network(net, io['input'])
+        assert s is None
+        torch.testing.assert_close(restored, io[key], rtol=1e-4, atol=1e-5)
+
+
+def test_zoo_checkpoint_into_a_wrong_architecture_names_the_keys():
+    with pytest.raises(ValueError, match=r'do not match NAFNet.*missing in the checkpoint.*encoders\.2'):
+        load_network(dict(ZOO_ARCH, enc_blk_nums=[1, 1, 1], dec_blk_nums=[1, 1, 1]), ZOO_WEIGHTS)
+
+
+@pytest.mark.parametrize('noise', [{'type': 'gaussian', 'sigma': [0.005, 0.015], 'quantize': 8},
+                                   {'type': 'poisson_gaussian', 'gain': 0.002, 'read_sigma': 0.003}])
+def test_noise_variance_is_the_variance_of_the_added_noise(tmp_path, noise):
+    folder = write_smooth_images(tmp_path, 1, size=96)
+    variances = []
+    for seed in range(6):  # the spec's expectation: average over several draws of a range
+        item = CrosstalkDataset({'dataroot_gt': str(folder), 'phase': 'test', 'kernel': {'type': 'crosstalk'},
+                                 'noise': noise, 'val_seed': seed})[0]
+        x = item['lq'][None]
+        blurred = crosstalk(srgb_to_linear(item['gt'][None]), item['kernel'], padding_mode='reflect')
+        actual = (srgb_to_linear(x) - blurred)[..., 2:-2, 2:-2].var(dim=(-2, -1))
+        variances.append((actual.flatten(), noise_variance(CrosstalkDataset({
+            'dataroot_gt': str(folder), 'phase': 'test', 'noise': noise}).noise, x, True).flatten()))
+    actual, predicted = (torch.stack(v).mean(0) for v in zip(*variances))
+    assert torch.allclose(actual, predicted, rtol=0.2)
+
+
+@pytest.mark.parametrize('change, message', [
+    ({'kernel': {}}, "unknown option 'kernel' \\(did you mean 'kernels'\\?\\)"),
+    ({'methods': {'w': {'type': 'wiener', 'nsr': 0.1}}}, "unknown option 'methods:w:nsr'"),
+    ({'methods': {'w': {'type': 'wienr'}}}, 'methods:w needs a type, one of identity, network'),
+    ({'methods': {'w': {'type': 'wiener', 'boundary': 'zeros'}}}, 'methods:w: boundary must be one of'),
+    ({'methods': {'c': {'type': 'converse', 'lam': -1}}}, 'methods:c: converse2d: lam must be > 0'),
+    ({'methods': {'n': {'type': 'network', 'network_g': ZOO_ARCH}}}, 'methods:n: option weights'),
+    ({'dataset': {'dataroot_gt': '.', 'crop': 8}}, "unknown option 'dataset:crop'"),
+    ({'noises': {'n': {'type': 'gaussian'}}}, 'noises:n: .*noise.sigma is required'),
+    ({'metrics': {'psnr': {'type': 'calculate_psnrr'}}}, 'metrics:psnr needs a type'),
+    ({'figure': {'image': 5}}, 'figure:image must be an index below 2'),
+])
+def test_bad_options_fail_fast_naming_them(tmp_path, change, message):
+    folder = write_smooth_images(tmp_path / 'clean', 2, size=16)
+    with pytest.raises(ValueError, match=message):
+        Benchmark(tiny_options(folder, **change))
+
+
+def test_cli_reports_a_bad_option_in_one_line(tmp_path):
+    folder = write_smooth_images(tmp_path / 'clean', 1, size=16)
+    opt = tiny_options(folder, methods={'w': {'type': 'wiener', 'iterations': 3}})
+    (tmp_path / 'bad.yml').write_text(yaml.safe_dump(opt))
+    result = run_basicsr(['benchmark', '-opt', 'bad.yml'], cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "basicsr benchmark: error: benchmark options: unknown option 'methods:w:iterations'; valid options: "
+        'balance, boundary, pad']
+    assert not os.path.exists(tmp_path / 'results')
+
+
+def test_identical_runs_give_identical_figures(tiny_run, tmp_path):
+    opt, folder = tiny_run
+    again = Benchmark(copy.deepcopy(dict(opt, methods={'input': opt['methods']['input']}))).run(str(tmp_path))
+    with open(osp.join(folder, 'benchmark.json'), encoding='utf-8') as f:
+        first = {(r['kernel'], r['noise']): r['images'] for r in json.load(f)['rows'] if r['method'] == 'input'}
+    with open(osp.join(again, 'benchmark.json'), encoding='utf-8') as f:
+        second = {(r['kernel'], r['noise']): r['images'] for r in json.load(f)['rows']}
+    for key, images in first.items():
+        assert {n: v['psnr'] for n, v in images.items()} == {n: v['psnr'] for n, v in second[key].items()}
+    assert np.isfinite([v['psnr'] for images in second.values() for v in images.values()]).all()
+
+
+@pytest.mark.parametrize('name', ['NAFNet-GoPro-width32', 'NAFNet-GoPro-width64', 'NAFNet-SIDD-width32',
+                                  'NAFNet-SIDD-width64'])
+def test_zoo_test_options_build_the_official_networks(name):
+    with open(osp.join(ROOT, 'options', 'test', f'{name}.yml'), encoding='utf-8') as f:
+        opt = yaml.safe_load(f)
+    assert opt['model_type'] == 'NewBPModel'
+    check_options(opt['val'], VAL_OPTIONS, 'NewBPModel', prefix='val:')
+    assert opt['path']['pretrain_network_g'] == f'experiments/pretrained_models/{name}.pth'
+    assert all(dataset['type'] == 'PairedImageDataset' for dataset in opt['datasets'].values())
+    assert opt['network_g']['type'] == ('NAFNetLocal' if 'GoPro' in name else 'NAFNet')  # TLC for GoPro
+    with torch.device('meta'):  # shapes only
+        net = build_network(opt['network_g'])
+    with open(osp.join(FIXTURES, 'official_keys.json'), encoding='utf-8') as f:
+        official = json.load(f)['configs'].get(name)
+    if official is not None:
+        assert {key: list(value.shape) for key, value in net.state_dict().items()} == official['shapes']

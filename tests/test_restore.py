@@ -1,0 +1,152 @@
+"""``basicsr restore``: bit depth and format kept, architecture lookup, a corrupt file, tiling, S."""
+import math
+import os
+import os.path as osp
+
+import cv2
+import lmdb
+import numpy as np
+import pytest
+import torch
+import yaml
+from basicsr.archs import build_network
+
+from newbp_plugin.benchmark.restore import restore
+from tests.conftest import run_basicsr
+
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+ZOO_WEIGHTS = osp.join(ROOT, 'tests', 'fixtures', 'nafnet', 'tiny_width8.pth')
+ZOO_ARCH = {'type': 'NAFNet', 'width': 8, 'enc_blk_nums': [1, 1], 'middle_blk_num': 1, 'dec_blk_nums': [1, 1]}
+INLINE_ARCH = yaml.safe_dump(ZOO_ARCH, default_flow_style=True).strip()
+NEWBP_ARCH = {'type': 'NewBPNAFNet', 'width': 8, 'enc_blk_nums': [1], 'dec_blk_nums': [1],
+              'kernel': {'type': 'crosstalk'}}
+
+
+@pytest.fixture(scope='module')
+def mild_weights(tmp_path_factory):
+    """The zoo fixture with its residual scaled down (Ŷ = X + R / 100): photo-like outputs (~26 dB on the photo)."""
+    params = torch.load(ZOO_WEIGHTS, weights_only=True)['params']
+    params = {k: v * 0.01 if k.startswith('ending.') else v for k, v in params.items()}
+    path = tmp_path_factory.mktemp('weights') / 'mild.pth'
+    torch.save({'params': params}, path)
+    return str(path)
+
+
+def photo(size=None):
+    """The first sample validation photograph (chelsea, 256x256 BGR uint8), centre-cropped to ``size``."""
+    env = lmdb.open(osp.join(ROOT, 'datasets', 'sample', 'val.lmdb'), readonly=True, lock=False)
+    with env.begin() as txn:
+        img = cv2.imdecode(np.frombuffer(txn.get(b'chelsea'), np.uint8), cv2.IMREAD_UNCHANGED)
+    env.close()
+    if size:
+        top, left = (img.shape[0] - size) // 2, (img.shape[1] - size) // 2
+        img = img[top:top + size, left:left + size]
+    return img
+
+
+@pytest.mark.parametrize('name, convert', [
+    ('rgb8.png', lambda img: img),
+    ('rgb16.png', lambda img: img.astype(np.uint16) * 257 + 100),
+    ('grey16.tif', lambda img: cv2.cvtColor(img, cv2.COLOR_BGR2GRAY).astype(np.uint16) * 257),
+    ('rgba8.png', lambda img: np.concatenate([img, np.full(img.shape[:2] + (1, ), 77, np.uint8)], axis=2)),
+    ('rgb8.jpg', lambda img: img),
+])
+def test_bit_depth_format_and_channels_are_kept(tmp_path, name, convert):
+    source = tmp_path / name
+    img = convert(photo(24))
+    cv2.imwrite(str(source), img)
+    destination = tmp_path / 'out' / name
+    failures, total = restore(str(source), str(destination), ZOO_WEIGHTS, arch=INLINE_ARCH, device='cpu')
+    assert failures == [] and total == 1
+    out = cv2.imread(str(destination), cv2.IMREAD_UNCHANGED)
+    stored = cv2.imread(str(source), cv2.IMREAD_UNCHANGED)
+    assert out.dtype == stored.dtype and out.shape == stored.shape
+    assert not np.array_equal(out, stored)
+    if out.dtype == np.uint16:
+        assert (out % 257 != 0).any()  # 16-bit values, not 8-bit ones scaled up
+    if name.startswith('rgba'):
+        assert (out[..., 3] == 77).all()
+
+
+def test_folder_with_a_corrupt_file_restores_the_others_and_exits_1(tmp_path):
+    folder = tmp_path / 'in'
+    folder.mkdir()
+    for i in range(2):
+        cv2.imwrite(str(folder / f'good{i}.png'), photo(16 + 8 * i))
+    (folder / 'broken.png').write_bytes(b'\x89PNG\r\n\x1a\n not really a png')
+    (folder / 'notes.txt').write_text('not an image, not listed')
+    result = run_basicsr(['restore', '-i', 'in', '-o', 'out', '--weights', ZOO_WEIGHTS, '--arch', INLINE_ARCH,
+                          '--device', 'cpu'], cwd=tmp_path)
+    assert result.returncode == 1
+    assert sorted(os.listdir(tmp_path / 'out')) == ['good0.png', 'good1.png']
+    errors = [line for line in result.stderr.splitlines() if 'failed' in line]
+    assert errors == [f'basicsr restore: failed: {osp.join("in", "broken.png")}: cannot read it as an image '
+                      '(corrupt, or not a PNG, TIFF or JPEG)']
+    assert 'restored 2 of 3 images into out' in result.stdout
+
+
+def psnr(a, b):
+    return 10 * math.log10(255.0**2 / np.mean((a.astype(np.float64) - b.astype(np.float64))**2))
+
+
+def test_tiled_output_within_0_1_db_of_untiled(tmp_path, mild_weights):
+    clean = photo()
+    degraded = cv2.GaussianBlur(clean, (5, 5), 1.0)
+    cv2.imwrite(str(tmp_path / 'photo.png'), degraded)
+    outputs = {}
+    for tile in (None, 96):
+        destination = tmp_path / f'{tile}.png'
+        failures, _ = restore(str(tmp_path / 'photo.png'), str(destination), mild_weights, arch=INLINE_ARCH,
+                              tile=tile, tile_overlap=32, device='cpu')
+        assert failures == []
+        outputs[tile] = cv2.imread(str(destination))
+    assert not np.array_equal(outputs[None], outputs[96])  # tiles did change the global statistics
+    assert abs(psnr(outputs[96], clean) - psnr(outputs[None], clean)) < 0.1
+
+
+def test_architecture_from_the_training_yaml_beside_the_weights(tmp_path):
+    models = tmp_path / 'experiments' / 'run' / 'models'
+    models.mkdir(parents=True)
+    weights = models / 'net_g_latest.pth'
+    weights.write_bytes(open(ZOO_WEIGHTS, 'rb').read())
+    cv2.imwrite(str(tmp_path / 'a.png'), photo(16))
+    with pytest.raises(ValueError, match='cannot tell the architecture of .*no training YAML beside it'):
+        restore(str(tmp_path / 'a.png'), str(tmp_path / 'b.png'), str(weights))
+    (tmp_path / 'experiments' / 'run' / 'train_run.yml').write_text(yaml.safe_dump({'network_g': ZOO_ARCH}))
+    assert restore(str(tmp_path / 'a.png'), str(tmp_path / 'b.png'), str(weights), device='cpu')[0] == []
+    assert osp.isfile(tmp_path / 'b.png')
+
+
+def test_newbp_network_saves_s_and_takes_a_kernel(tmp_path):
+    weights = tmp_path / 'newbp.pth'
+    torch.save({'params': build_network(NEWBP_ARCH).state_dict()}, weights)
+    arch = tmp_path / 'train.yml'
+    arch.write_text(yaml.safe_dump({'name': 'x', 'network_g': NEWBP_ARCH}))
+    cv2.imwrite(str(tmp_path / 'a.png'), photo(16))
+    failures, _ = restore(str(tmp_path / 'a.png'), str(tmp_path / 'out' / 'a.png'), str(weights), arch=str(arch),
+                          kernel='{type: crosstalk, left: 0.05}', save_s=True, device='cpu')
+    assert failures == []
+    assert np.load(tmp_path / 'out' / 'a_S.npy').shape == (3, 16, 16)
+    assert cv2.imread(str(tmp_path / 'out' / 'a_S.png')).shape == (16, 32, 3)  # S and its halo
+
+
+@pytest.mark.parametrize('kwargs, message', [
+    ({'save_s': True}, '--save-s: NAFNet has no S'),
+    ({'kernel': 'crosstalk'}, '--kernel: NAFNet takes no kernel'),
+    ({'arch': '{width: 8}'}, 'network options are a mapping with a type'),
+    ({'arch': '{type: NAFNet, width: 16}'}, 'do not match NAFNet.*shape mismatch'),
+    ({'weights': 'missing.pth'}, 'weights not found: missing.pth'),
+])
+def test_bad_arguments_fail_before_any_file(tmp_path, kwargs, message):
+    cv2.imwrite(str(tmp_path / 'a.png'), photo(16))
+    arguments = dict(arch=INLINE_ARCH, device='cpu', weights=ZOO_WEIGHTS)
+    arguments.update(kwargs)
+    with pytest.raises(ValueError, match=message):
+        restore(str(tmp_path / 'a.png'), str(tmp_path / 'b.png'), **arguments)
+    assert not osp.exists(tmp_path / 'b.png')
+
+
+def test_single_file_output_keeps_the_format(tmp_path):
+    cv2.imwrite(str(tmp_path / 'a.png'), photo(16))
+    with pytest.raises(ValueError, match='keeps the format of the input'):
+        restore(str(tmp_path / 'a.png'), str(tmp_path / 'b.jpg'), ZOO_WEIGHTS, arch=INLINE_ARCH)

@@ -14,7 +14,6 @@ no argument and returns the network (image channels 3).
 Usage: ``python benchmarks/archs.py [--size 256] [--threads 2] [--device cpu]``
 """
 import argparse
-import json
 import os
 import os.path as osp
 import platform
@@ -29,6 +28,8 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 import newbp_plugin  # noqa: E402, F401  (compat before the archs import BasicSR)
 from newbp_plugin.archs.nafnet_arch import NAFNet  # noqa: E402
 from newbp_plugin.archs.newbp_arch import NewBPNAFNet  # noqa: E402
+
+from report import save_json
 
 GOPRO = dict(img_channel=3, width=32, middle_blk_num=1, enc_blk_nums=[1, 1, 1, 28], dec_blk_nums=[1, 1, 1, 1])
 CROSSTALK = {'type': 'crosstalk'}  # 3x3 CMOS crosstalk
@@ -107,10 +108,7 @@ def main():
         'torch': torch.__version__, 'machine': f'{platform.machine()} {platform.processor()}'.strip(),
         'cpus': os.cpu_count(), 'results': rows,
     }
-    os.makedirs(osp.dirname(args.out), exist_ok=True)
-    with open(args.out, 'w', encoding='utf-8') as f:
-        json.dump(report, f, indent=2)
-    print(f'saved {args.out}')
+    save_json(report, args.out)
 
 
 if __name__ == '__main__':

@@ -15,7 +15,6 @@ FFT library's internal scratch nor Python objects).
 Usage: ``python benchmarks/converse.py [--threads 2 [1]] [--shape 4 64 64 64] [--kernel-size 3]``
 """
 import argparse
-import json
 import os
 import os.path as osp
 import platform
@@ -28,6 +27,8 @@ from torch.profiler import ProfilerActivity, profile
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 from newbp_plugin.ops.converse import converse2d, converse2d_printed  # noqa: E402
+
+from report import save_json
 
 OPS = {'stable': converse2d, 'printed': converse2d_printed}
 
@@ -136,10 +137,7 @@ def main():
         'cpus': os.cpu_count(),
         'results': rows,
     }
-    os.makedirs(osp.dirname(args.out), exist_ok=True)
-    with open(args.out, 'w', encoding='utf-8') as f:
-        json.dump(report, f, indent=2)
-    print(f'saved {args.out}')
+    save_json(report, args.out)
 
 
 if __name__ == '__main__':

@@ -15,7 +15,6 @@ the machine's load. Then where the synthesis time goes: the median time of each 
 Usage: ``python benchmarks/data.py [--samples 160] [--rounds 3] [--threads 1] [--out benchmarks/results/data.json]``
 """
 import argparse
-import json
 import os
 import os.path as osp
 import platform
@@ -39,6 +38,8 @@ from newbp_plugin.data.degradations import NoiseModel, degrade, linear_to_srgb, 
 from newbp_plugin.data.lmdb_tools import make_lmdb  # noqa: E402
 from newbp_plugin.kernels import build_kernel  # noqa: E402
 from newbp_plugin.ops import crosstalk  # noqa: E402
+
+from report import save_json
 
 PHOTOS = ('astronaut.png', 'hubble_deep_field.jpg', 'retina.jpg', 'coffee.png', 'rocket.jpg')
 KERNELS = {7: {'type': 'gaussian', 'sigma': 1.2, 'size': 7}, 31: {'type': 'gaussian', 'sigma': 5.0, 'size': 31}}
@@ -166,9 +167,7 @@ def main():
         'machine': {'cpus': os.cpu_count(), 'torch_threads': torch.get_num_threads(), 'torch': torch.__version__,
                     'numpy': np.__version__, 'python': platform.python_version(), 'load_average': os.getloadavg()},
     }
-    os.makedirs(osp.dirname(args.out), exist_ok=True)
-    with open(args.out, 'w') as f:
-        json.dump(result, f, indent=2)
+    save_json(result, args.out)
     print(f'wrote {args.out}')
 
 

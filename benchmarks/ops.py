@@ -19,7 +19,6 @@ threads spinning on an oversubscribed core stall every parallel region for a tim
 slice (the FFT path, made of many short regions, took 2 s instead of 0.3 s so).
 """
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -32,6 +31,8 @@ import torch.nn.functional as F
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from newbp_plugin.ops import crosstalk  # noqa: E402
 from newbp_plugin.ops.newbp import FFT_MIN_KERNEL_SIZE  # noqa: E402
+
+from report import save_json
 
 BATCH, SIZE, PADDING_MODE = 4, 256, 'reflect'
 COMPARE_CHANNELS, COMPARE_KERNELS = (3, 32), (5, 31)
@@ -210,10 +211,7 @@ def main():
         recommended_fft_min_kernel_size=recommended,
         recommended_worst_slowdown=worst,
         fft_min_kernel_size=FFT_MIN_KERNEL_SIZE)
-    os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    with open(args.out, 'w') as f:
-        json.dump(results, f, indent=2)
-    print(f'saved {args.out}')
+    save_json(results, args.out)
 
 
 if __name__ == '__main__':

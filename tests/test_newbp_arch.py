@@ -325,7 +325,6 @@ def test_linear_light_contract():
 
 def test_head_and_dataset_agree_on_kernel_and_domain():
     """An image degraded as CrosstalkDataset does (linear light) is restored by the converse skip alone."""
-    kernel = asymmetric_kernel()
     clean = smooth_image(1, 3, 32, 28)
     noiseless = NoiseModel({'type': 'none', 'clip': False})
     degraded = degrade(clean[0].numpy().astype(np.float32), build_kernel(ASYMMETRIC), noiseless,

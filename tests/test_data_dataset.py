@@ -281,6 +281,16 @@ def test_sample_set_loads():
     assert train[0]['gt'].shape == (3, 128, 128) and val[0]['gt'].shape == (3, 256, 256)
 
 
+def test_one_lmdb_under_two_spellings_in_one_process():
+    """py-lmdb refuses a second open of one environment: datasets share it whatever the path's spelling."""
+    sample = os.path.join(os.path.dirname(__file__), '..', 'datasets', 'sample', 'val.lmdb')
+    spellings = [sample, os.path.realpath(sample), os.path.realpath(sample) + os.sep]
+    datasets = [CrosstalkDataset({'dataroot_gt': path, 'phase': 'val'}) for path in spellings]
+    first = datasets[0][1]['gt']
+    for dataset in datasets[1:]:
+        assert torch.equal(dataset[1]['gt'], first)
+
+
 # ---------------------------------------------------------------- errors name what is wrong
 
 

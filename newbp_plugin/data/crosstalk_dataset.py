@@ -89,15 +89,17 @@ def _open_lmdb(path, options):
     """The environment of the LMDB ``path`` in this process.
 
     py-lmdb opens a path once per process, and an environment must not be used across a fork:
-    the datasets of a process share one; a DataLoader worker closes the copy it inherited (the
-    parent's stays open) and opens its own.
+    the datasets of a process share one (whatever spelling of the path they were given: the key
+    is the real path; the first opening's options hold); a DataLoader worker closes the copy it
+    inherited (the parent's stays open) and opens its own.
     """
-    pid, env = _LMDB_ENVIRONMENTS.get(path, (None, None))
+    key = osp.realpath(path)
+    pid, env = _LMDB_ENVIRONMENTS.get(key, (None, None))
     if pid != os.getpid():
         if env is not None:
             env.close()
-        env = lmdb.open(path, **dict(LMDB_DEFAULTS, **options))
-        _LMDB_ENVIRONMENTS[path] = (os.getpid(), env)
+        env = lmdb.open(key, **dict(LMDB_DEFAULTS, **options))
+        _LMDB_ENVIRONMENTS[key] = (os.getpid(), env)
     return env
 
 

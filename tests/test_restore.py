@@ -4,7 +4,7 @@ import os
 import os.path as osp
 
 import cv2
-import lmdb
+import skimage.data
 import numpy as np
 import pytest
 import torch
@@ -32,15 +32,11 @@ def mild_weights(tmp_path_factory):
     return str(path)
 
 
-def photo(size=None):
-    """The first sample validation photograph (chelsea, 256x256 BGR uint8), centre-cropped to ``size``."""
-    env = lmdb.open(osp.join(ROOT, 'datasets', 'sample', 'val.lmdb'), readonly=True, lock=False)
-    with env.begin() as txn:
-        img = cv2.imdecode(np.frombuffer(txn.get(b'chelsea'), np.uint8), cv2.IMREAD_UNCHANGED)
-    env.close()
-    if size:
-        top, left = (img.shape[0] - size) // 2, (img.shape[1] - size) // 2
-        img = img[top:top + size, left:left + size]
+def photo(size=256):
+    """A photograph (scikit-image's chelsea, CC0: the sample validation image), BGR uint8, centre crop."""
+    img = np.ascontiguousarray(skimage.data.chelsea()[..., ::-1])
+    top, left = (img.shape[0] - size) // 2, (img.shape[1] - size) // 2
+    img = img[top:top + size, left:left + size]
     return img
 
 

@@ -1,0 +1,115 @@
+"""Ablation of the NewBP head on the front-door recipe: same data, budget and seed for every variant.
+
+Each variant is options/newbp_nafnet.yml with its ``network_g`` changed, trained by the real
+``basicsr train`` (CPU), and scored by the recipe's own validation (PSNR on the bundled
+validation photographs; the degraded input's PSNR is logged beside it).
+
+    python benchmarks/ablation.py [--iters 1500] [--variants nafnet newbp_converse ...] [--threads 2]
+
+Writes benchmarks/results/ablation.json and prints a markdown table.
+"""
+import argparse
+import os
+import os.path as osp
+import re
+import subprocess
+import sys
+import tempfile
+import time
+
+import yaml
+
+from report import save_json
+
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+RECIPE = osp.join(ROOT, 'options', 'newbp_nafnet.yml')
+BODY_KEYS = ('img_channel', 'width', 'middle_blk_num', 'enc_blk_nums', 'dec_blk_nums')
+# name -> (description, changes to the recipe's NewBPNAFNet options; None: plain NAFNet)
+VARIANTS = {
+    'nafnet': ('NAFNet (no head)', None),
+    'newbp_literal': ('NewBP head, S = NAFNet(X) (skip: input)', {'output': 'direct', 'skip': 'input'}),
+    'newbp_no_skip': ('NewBP head, S = R (skip: none)', {'output': 'direct', 'skip': 'none'}),
+    'newbp_converse': ('NewBP head, S = R + C_{K*K}(X) (skip: converse)', {'output': 'direct', 'skip': 'converse'}),
+    'newbp_residual': ('NewBP residual, Ŷ = X + K * R', {'output': 'residual', 'skip': 'none'}),
+    'newbp_converse_blocks': ('skip: converse + entrance/middle/ending Converse', {
+        'output': 'direct', 'skip': 'converse', 'entrance_converse': True, 'middle_converse_blocks': 1,
+        'ending_converse_blocks': 1}),
+}
+
+
+def load_recipe():
+    with open(RECIPE, encoding='utf-8') as f:
+        return yaml.safe_load(f)
+
+
+def variant_options(recipe, name, iters):
+    """The recipe as a plain dict, for one variant and a budget of ``iters`` iterations."""
+    opt = dict(recipe, name=f'ablation_{name}')
+    opt.pop('sensor_kernel', None)  # the anchor holder: its values are already in place
+    _, changes = VARIANTS[name]
+    network = dict(opt['network_g'])
+    if changes is None:
+        network = {'type': 'NAFNet', **{k: network[k] for k in BODY_KEYS}}
+    else:
+        network.update(changes)
+    opt['network_g'] = network
+    for phase in ('train', 'val'):
+        opt['datasets'][phase]['dataroot_gt'] = osp.join(ROOT, opt['datasets'][phase]['dataroot_gt'])
+    train = opt['train']
+    train['total_iter'] = iters
+    train['scheduler'] = dict(train['scheduler'], periods=[iters])
+    opt['val'] = dict(opt['val'], val_freq=iters, save_img=False)
+    opt['logger'] = dict(opt['logger'], save_checkpoint_freq=iters, print_freq=max(iters // 10, 1))
+    return opt
+
+
+def run_variant(name, iters, workdir, threads):
+    """Train one variant; return its figures parsed from BasicSR's log."""
+    opt = variant_options(load_recipe(), name, iters)
+    path = osp.join(workdir, f'{name}.yml')
+    with open(path, 'w', encoding='utf-8') as f:
+        yaml.safe_dump(opt, f, sort_keys=False)
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+    basicsr = osp.join(osp.dirname(sys.executable), 'basicsr')
+    start = time.time()
+    result = subprocess.run([basicsr, 'train', '-opt', path], cwd=workdir, env=env, capture_output=True, text=True)
+    seconds = time.time() - start
+    if result.returncode != 0:
+        raise RuntimeError(f'{name} failed:\n{result.stderr[-3000:]}')
+    exp = osp.join(workdir, 'experiments', opt['name'])
+    log = ''.join(open(osp.join(exp, f), encoding='utf-8').read() for f in sorted(os.listdir(exp))
+                  if f.startswith('train_') and f.endswith('.log'))
+    psnr = [float(v) for v in re.findall(r'Validation sample_val\s+# psnr: ([\d.]+)', log)]
+    input_psnr = [float(v) for v in re.findall(r'Degraded input sample_val \(no restoration\)\s+# psnr: ([\d.]+)', log)]
+    params = re.search(r'Network: \w+, with parameters: ([\d,]+)', log)
+    return {
+        'variant': name, 'description': VARIANTS[name][0], 'iters': iters, 'val_psnr': psnr[-1],
+        'input_psnr': input_psnr[-1], 'params': int(params.group(1).replace(',', '')) if params else None,
+        'train_seconds': round(seconds, 1)
+    }
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--iters', type=int, default=1500, help='training iterations per variant')
+    parser.add_argument('--variants', nargs='+', default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument('--threads', type=int, default=2, help='torch threads of each training run')
+    parser.add_argument('--out', default=osp.join(ROOT, 'benchmarks', 'results', 'ablation.json'))
+    args = parser.parse_args()
+
+    rows = []
+    with tempfile.TemporaryDirectory(prefix='newbp_ablation_') as workdir:
+        for name in args.variants:
+            rows.append(run_variant(name, args.iters, workdir, args.threads))
+            row = rows[-1]
+            print(f"{name}: val PSNR {row['val_psnr']:.2f} dB (input {row['input_psnr']:.2f}), "
+                  f"{row['train_seconds']:.0f} s", flush=True)
+    save_json({'recipe': 'options/newbp_nafnet.yml', 'iters': args.iters, 'rows': rows}, args.out)
+    print('\n| variant | val PSNR (dB) | gain over input (dB) | params | train time (s) |\n|---|---:|---:|---:|---:|')
+    for row in rows:
+        print(f"| {row['description']} | {row['val_psnr']:.2f} | {row['val_psnr'] - row['input_psnr']:+.2f} | "
+              f"{row['params']:,} | {row['train_seconds']:.0f} |")
+
+
+if __name__ == '__main__':
+    main()

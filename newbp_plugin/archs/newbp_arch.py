@@ -121,8 +121,10 @@ class NewBPNAFNet(nn.Module):
     With ``linear_light`` (the default, matching CrosstalkDataset), X in S and in the residual
     form stands for srgb_to_linear(X) and Ŷ is encoded back: Ŷ = linear_to_srgb(K * S).
 
-    The default (head newbp, skip converse, output direct) is the hypothesis of the design
-    ("Evidence first" in the architecture issue), not a measured optimum: the ablation decides.
+    The constructor's default (head newbp, skip converse, output direct) is the design's
+    hypothesis. The ablation on the front-door recipe (``benchmarks/ablation.py``, README) measured
+    ``output: residual`` best among these variants, so the shipped recipes set it; plain NAFNet
+    still scored higher there.
     The body's modules are kept under ``body.`` with exactly NAFNet's keys; ``pretrain_body``
     loads a NAFNet zoo checkpoint into it.
 

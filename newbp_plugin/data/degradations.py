@@ -11,9 +11,11 @@ Order of operations in :func:`degrade`, for a clean image Y with values in [0, 1
    once per image: ``gaussian``: ``x = b + N(0, sigma_c^2)``; ``poisson_gaussian``:
    ``x = gain_c * Poisson(max(b, 0) / gain_c) + N(0, read_sigma_c^2)``, so that
    ``Var[x] = gain_c * b + read_sigma_c^2`` (``gain``: signal per photo-electron, 1 / full well).
-   Pixels expecting ``POISSON_EXACT_BELOW`` electrons or more draw the normal law of the same mean
-   and variance (skewness below 0.18, far under one quantisation step after scaling by the gain):
-   exact Poisson draws cost 6x more and made synthesis slower than reading stored pairs.
+   Pixels expecting fewer than ``POISSON_EXACT_BELOW`` electrons draw exactly from Poisson
+   (:func:`newbp_plugin.data.poisson.poisson_small`); brighter ones draw the normal law of the
+   same mean and variance (skewness below 0.18, far under one quantisation step after scaling by
+   the gain), so that shot and read noise there are a single normal draw of variance
+   ``gain_c * b + read_sigma_c^2``: one draw per pixel instead of two (benchmarks/data.py).
 4. ``clip``: clip x to [0, 1] (the sensor's range).
 5. ``linear_light``: encode back, ``X = linear_to_srgb(x)``.
 6. ``quantize``: round X to 8 or 16 bits, ``round(X * (2^q - 1)) / (2^q - 1)``, as a file stores it.
@@ -34,6 +36,7 @@ import numbers
 import numpy as np
 import torch
 
+from newbp_plugin.data.poisson import TABLE_MEANS, poisson_small
 from newbp_plugin.ops import crosstalk
 from newbp_plugin.ops.color import linear_to_srgb, srgb_to_linear
 
@@ -45,7 +48,7 @@ NOISE_PARAMETERS = {
 }
 NOISE_COMMON_KEYS = {'type': None, 'clip': True, 'quantize': None}
 QUANTIZE_BITS = (8, 16)
-POISSON_EXACT_BELOW = 30  # expected electrons under which shot noise is drawn exactly from Poisson
+POISSON_EXACT_BELOW = TABLE_MEANS  # expected electrons under which shot noise is drawn exactly from Poisson
 
 
 class NoiseSpecError(ValueError):
@@ -155,13 +158,15 @@ class NoiseModel:
         if self.type == 'gaussian':
             noisy = signal + values['sigma'].astype(np.float32) * rng.standard_normal(signal.shape, np.float32)
         elif self.type == 'poisson_gaussian':
-            gain = values['gain']
-            expected = np.maximum(signal, 0) / gain
-            electrons = expected + np.sqrt(expected) * rng.standard_normal(signal.shape, np.float32)
+            gain, read = values['gain'].astype(np.float32), values['read_sigma'].astype(np.float32)  # (C, 1, 1)
+            mean = np.maximum(signal, 0)
+            normal = rng.standard_normal(signal.shape, np.float32)
+            # Bright pixels: shot noise (its normal law) and read noise are one normal draw of the summed variance.
+            noisy = mean + np.sqrt(gain * mean + read * read) * normal
+            expected = mean / gain  # photo-electrons
             exact = expected < POISSON_EXACT_BELOW
-            electrons[exact] = rng.poisson(expected[exact])
-            read = values['read_sigma'] * rng.standard_normal(signal.shape, np.float32)
-            noisy = (gain * electrons + read).astype(np.float32)
+            gain, read = (np.broadcast_to(value, signal.shape)[exact] for value in (gain, read))
+            noisy[exact] = gain * poisson_small(expected[exact], rng) + read * normal[exact]
         else:
             noisy = signal
         return np.clip(noisy, 0, 1) if self.clip else noisy

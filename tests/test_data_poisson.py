@@ -1,0 +1,49 @@
+"""Exact small-mean Poisson draws: the law against scipy's pmf, shapes, determinism, errors."""
+import numpy as np
+import pytest
+from scipy import stats
+
+from newbp_plugin.data.poisson import TABLE_MEANS, poisson_small
+
+DRAWS = 200_000
+
+
+@pytest.mark.parametrize('mean', [0.0, 0.05, 0.3, 0.999, 1.0, 2.5, 7.7, 15.2, 29.9])
+def test_draws_follow_the_poisson_law(mean):
+    counts = poisson_small(np.full(DRAWS, mean, np.float32), np.random.default_rng(1))
+    exact = float(np.float32(mean))
+    support = np.arange(counts.max() + 2)
+    observed = np.bincount(counts, minlength=support.size)
+    expected = stats.poisson.pmf(support, exact) * DRAWS
+    cells = expected > 5  # Pearson's chi-square over the cells expecting 5 draws or more
+    if cells.sum() < 2:  # mean 0 (and 0.05): a single populated cell
+        assert observed[0] == DRAWS if exact == 0 else abs(observed[1] - expected[1]) < 5 * np.sqrt(expected[1])
+        return
+    chi2 = ((observed[cells] - expected[cells])**2 / expected[cells]).sum()
+    assert stats.chi2.sf(chi2, cells.sum() - 1) > 1e-3, f'chi2 {chi2:.1f} over {cells.sum()} cells'
+    assert counts.mean() == pytest.approx(exact, abs=4 * np.sqrt(max(exact, 1e-3) / DRAWS))
+
+
+def test_mixed_means_keep_their_shape_and_each_mean_its_law():
+    rng = np.random.default_rng(2)
+    means = np.array([0.4, 3.0, 12.5, 29.5])[rng.integers(0, 4, (3, 200, 200))]
+    counts = poisson_small(means, rng)
+    assert counts.shape == means.shape and counts.dtype == np.int64
+    for mean in (0.4, 3.0, 12.5, 29.5):
+        group = counts[means == mean]
+        assert group.mean() == pytest.approx(mean, abs=4 * np.sqrt(mean / group.size))
+        assert group.var() == pytest.approx(mean, rel=0.05)
+
+
+def test_same_generator_state_gives_the_same_draws():
+    means = np.linspace(0, TABLE_MEANS - 1e-3, 5000)
+    first = poisson_small(means, np.random.default_rng(7))
+    np.testing.assert_array_equal(first, poisson_small(means, np.random.default_rng(7)))
+    assert not np.array_equal(first, poisson_small(means, np.random.default_rng(8)))
+    assert poisson_small(np.zeros((0, 4)), np.random.default_rng(0)).shape == (0, 4)
+
+
+@pytest.mark.parametrize('bad', [-0.1, float(TABLE_MEANS), np.nan])
+def test_means_outside_the_table_are_refused(bad):
+    with pytest.raises(ValueError, match=rf'means must lie in \[0, {TABLE_MEANS}\)'):
+        poisson_small(np.array([1.0, bad]), np.random.default_rng(0))

@@ -5,7 +5,9 @@ Both read the same clean images from LMDB: photographs shipped with scikit-image
 PairedImageDataset reads, for the same keys, LQ images degraded beforehand with the same
 kernel and noise and stored as 8-bit PNGs (BasicSR's pre-rendered workflow). Each yields
 256x256 training crops with flips and rotations; CrosstalkDataset degrades each crop with a
-gaussian kernel of 7x7 or 31x31 and Poisson-Gaussian noise in linear light, quantised to 8 bits.
+gaussian kernel of 7x7 or 31x31 and Poisson-Gaussian noise in linear light, quantised to 8 bits:
+the noise of the shipped recipes (gain 0.002: 500 electrons at full scale) or a harsher one
+(gain 0.01: 100 electrons, where most pixels draw exact Poisson shot noise).
 
 Throughput: samples/s through a DataLoader (batch 8, shuffled), with ``num_workers`` 0 (the
 main process, ``--threads`` torch threads) and 1; the median of ``--rounds`` timed passes of
@@ -43,12 +45,15 @@ from report import save_json
 
 PHOTOS = ('astronaut.png', 'hubble_deep_field.jpg', 'retina.jpg', 'coffee.png', 'rocket.jpg')
 KERNELS = {7: {'type': 'gaussian', 'sigma': 1.2, 'size': 7}, 31: {'type': 'gaussian', 'sigma': 5.0, 'size': 31}}
-NOISE = {'type': 'poisson_gaussian', 'gain': 0.01, 'read_sigma': 0.002, 'quantize': 8}
+NOISES = {
+    'recipe': {'type': 'poisson_gaussian', 'gain': 0.002, 'read_sigma': 0.003, 'quantize': 8},  # options/*.yml
+    'high gain': {'type': 'poisson_gaussian', 'gain': 0.01, 'read_sigma': 0.002, 'quantize': 8},
+}
 GT_SIZE, BATCH = 256, 8
 
 
 def build_lmdbs(folder):
-    """Write gt.lmdb and one lq_k{size}.lmdb per kernel (the same keys) into ``folder``."""
+    """Write gt.lmdb and one lq_k{size}_{noise}.lmdb per kernel and noise (the same keys) into ``folder``."""
     photos = osp.join(folder, 'photos')
     os.makedirs(photos)
     for name in PHOTOS:
@@ -58,25 +63,31 @@ def build_lmdbs(folder):
     make_lmdb(photos, gt, crop_size=480, step=240, progress=False)
     clean = CrosstalkDataset({'dataroot_gt': gt, 'phase': 'val', 'kernel': {'type': 'gaussian', 'size': 1}})
     for size, spec in KERNELS.items():
-        degraded = osp.join(folder, f'lq_k{size}')
-        os.makedirs(degraded)
-        kernel, noise, rng = build_kernel(spec), NoiseModel(NOISE), np.random.default_rng(0)
-        for index, key in enumerate(clean.paths):
-            lq = degrade(clean[index]['gt'].numpy(), kernel, noise, rng)
-            bgr = np.round(lq.transpose(1, 2, 0)[..., ::-1] * 255).astype(np.uint8)
-            cv2.imwrite(osp.join(degraded, f'{key}.png'), bgr)
-        make_lmdb(degraded, osp.join(folder, f'lq_k{size}.lmdb'), progress=False)
+        for noise_name, noise_spec in NOISES.items():
+            degraded = osp.join(folder, lq_name(size, noise_name))
+            os.makedirs(degraded)
+            kernel, noise, rng = build_kernel(spec), NoiseModel(noise_spec), np.random.default_rng(0)
+            for index, key in enumerate(clean.paths):
+                lq = degrade(clean[index]['gt'].numpy(), kernel, noise, rng)
+                bgr = np.round(lq.transpose(1, 2, 0)[..., ::-1] * 255).astype(np.uint8)
+                cv2.imwrite(osp.join(degraded, f'{key}.png'), bgr)
+            make_lmdb(degraded, osp.join(folder, f'{lq_name(size, noise_name)}.lmdb'), progress=False)
     # py-lmdb opens a path once per process: PairedImageDataset reads its own copy of the same images.
     shutil.copytree(gt, osp.join(folder, 'gt_copy.lmdb'))
     return gt, len(clean)
 
 
-def datasets(folder, gt, size):
-    """{name: dataset} for one kernel size."""
+def lq_name(size, noise_name):
+    return f"lq_k{size}_{noise_name.replace(' ', '_')}"
+
+
+def datasets(folder, gt, size, noise_name):
+    """{name: dataset} for one kernel size and noise."""
     common = {'phase': 'train', 'gt_size': GT_SIZE, 'use_hflip': True, 'use_rot': True, 'scale': 1}
     paired = PairedImageDataset(dict(common, dataroot_gt=osp.join(folder, 'gt_copy.lmdb'),
-                                     dataroot_lq=osp.join(folder, f'lq_k{size}.lmdb'), io_backend={'type': 'lmdb'}))
-    synthesis = CrosstalkDataset(dict(common, dataroot_gt=gt, kernel=KERNELS[size], noise=NOISE))
+                                     dataroot_lq=osp.join(folder, f'{lq_name(size, noise_name)}.lmdb'),
+                                     io_backend={'type': 'lmdb'}))
+    synthesis = CrosstalkDataset(dict(common, dataroot_gt=gt, kernel=KERNELS[size], noise=NOISES[noise_name]))
     return {'PairedImageDataset (stored pairs)': paired, 'CrosstalkDataset (synthesis)': synthesis}
 
 
@@ -101,7 +112,7 @@ def median_ms(step, repeats=15):
     return 1e3 * statistics.median(times)
 
 
-def step_times(photos_folder, size):
+def step_times(photos_folder, size, noise_spec):
     """{step: median ms} of one 256x256 sample of CrosstalkDataset with a size x size kernel."""
     img = cv2.imread(osp.join(photos_folder, 'astronaut.png'))[:480, :480]
     png = cv2.imencode('.png', img, [cv2.IMWRITE_PNG_COMPRESSION, 1])[1]
@@ -112,7 +123,7 @@ def step_times(photos_folder, size):
     kernel = torch.from_numpy(build_kernel(KERNELS[size]))
     blurred = crosstalk(torch.from_numpy(linear)[None], kernel, padding_mode='reflect')[0].numpy()
     signal = np.ascontiguousarray(blurred[:, context:-context, context:-context])
-    noise, rng = NoiseModel(NOISE), np.random.default_rng(0)
+    noise, rng = NoiseModel(noise_spec), np.random.default_rng(0)
     return {
         'decode 480x480 PNG': median_ms(lambda: cv2.imdecode(png, cv2.IMREAD_UNCHANGED)),
         'to float, sRGB -> linear': median_ms(lambda: srgb_to_linear(window.astype(np.float32) / 255)),
@@ -138,31 +149,35 @@ def main():
     with tempfile.TemporaryDirectory() as folder:
         gt, count = build_lmdbs(folder)
         for size in KERNELS:
-            for workers in (0, 1):
-                candidates = datasets(folder, gt, size)  # new: PairedImageDataset's LMDB must not cross a fork
-                rates = {name: [] for name in candidates}
-                for round_index in range(args.rounds):
-                    for name, dataset in candidates.items():
-                        rates[name].append(samples_per_second(dataset, workers, args.samples, round_index))
-                paired, synthesis = (statistics.median(values) for values in rates.values())
-                rows.append({'kernel': f'{size}x{size}', 'num_workers': workers, 'paired_samples_per_s': paired,
-                             'synthesis_samples_per_s': synthesis, 'ratio': synthesis / paired, 'rounds': rates})
-                del candidates
-        steps = {f'{size}x{size}': step_times(osp.join(folder, 'photos'), size) for size in KERNELS}
+            for noise_name in NOISES:
+                for workers in (0, 1):
+                    # new datasets each time: PairedImageDataset's LMDB must not cross a fork
+                    candidates = datasets(folder, gt, size, noise_name)
+                    rates = {name: [] for name in candidates}
+                    for round_index in range(args.rounds):
+                        for name, dataset in candidates.items():
+                            rates[name].append(samples_per_second(dataset, workers, args.samples, round_index))
+                    paired, synthesis = (statistics.median(values) for values in rates.values())
+                    rows.append({'kernel': f'{size}x{size}', 'noise': noise_name, 'num_workers': workers,
+                                 'paired_samples_per_s': paired, 'synthesis_samples_per_s': synthesis,
+                                 'ratio': synthesis / paired, 'rounds': rates})
+                    del candidates
+        steps = {f'{size}x{size}, {noise_name}': step_times(osp.join(folder, 'photos'), size, noise_spec)
+                 for size in KERNELS for noise_name, noise_spec in NOISES.items()}
 
     print(f'{count} clean 480x480 sub-images; {GT_SIZE}x{GT_SIZE} crops, batch {BATCH}, '
-          f'noise {NOISE}; torch threads (main process): {torch.get_num_threads()}')
-    print(f"{'kernel':>7} {'workers':>7} {'paired/s':>9} {'synthesis/s':>11} {'ratio':>6}")
+          f'noises {NOISES}; torch threads (main process): {torch.get_num_threads()}')
+    print(f"{'kernel':>7} {'noise':>9} {'workers':>7} {'paired/s':>9} {'synthesis/s':>11} {'ratio':>6}")
     for row in rows:
-        print(f"{row['kernel']:>7} {row['num_workers']:>7} {row['paired_samples_per_s']:>9.1f} "
+        print(f"{row['kernel']:>7} {row['noise']:>9} {row['num_workers']:>7} {row['paired_samples_per_s']:>9.1f} "
               f"{row['synthesis_samples_per_s']:>11.1f} {row['ratio']:>6.2f}")
-    print(f"\n{'step of one sample [ms]':<30}" + ''.join(f'{name:>8}' for name in steps))
+    print(f"\n{'step of one sample [ms]':<30}" + ''.join(f'{name:>18}' for name in steps))
     for step in next(iter(steps.values())):
-        print(f'{step:<30}' + ''.join(f'{times[step]:>8.1f}' for times in steps.values()))
+        print(f'{step:<30}' + ''.join(f'{times[step]:>18.1f}' for times in steps.values()))
     result = {
         'benchmark': 'data loading: CrosstalkDataset synthesis vs PairedImageDataset stored pairs',
         'images': f'{count} sub-images 480x480 of {", ".join(PHOTOS)} (scikit-image)',
-        'gt_size': GT_SIZE, 'batch_size': BATCH, 'noise': NOISE, 'kernels': KERNELS, 'samples': args.samples,
+        'gt_size': GT_SIZE, 'batch_size': BATCH, 'noises': NOISES, 'kernels': KERNELS, 'samples': args.samples,
         'rounds': args.rounds, 'rows': rows, 'step_ms': steps,
         'machine': {'cpus': os.cpu_count(), 'torch_threads': torch.get_num_threads(), 'torch': torch.__version__,
                     'numpy': np.__version__, 'python': platform.python_version(), 'load_average': os.getloadavg()},

@@ -19,7 +19,7 @@ from newbp_plugin.data.lmdb_tools import make_lmdb
 HERE = osp.dirname(osp.abspath(__file__))
 SKIMAGE_DATA = osp.join(osp.dirname(skimage.__file__), 'data')
 TRAIN_TILE, TRAIN_STEP = 192, 160  # training sub-images [px]: side, stride (leftover strips dropped)
-VAL_SIZE = 256  # validation: centre crop side [px]
+VAL_SIZE = 256  # validation and test: centre crop side [px]
 COMPRESS_LEVEL = 9  # PNG compression in the LMDBs (small files)
 
 # split -> [(name in the LMDB, file in skimage/data, region (top, left, height, width) or None: whole)]
@@ -34,6 +34,12 @@ SOURCES = {
     'val': [
         ('chelsea', 'chelsea.png', 'centre'),  # CC0, Stefan van der Walt
         ('hubble', 'hubble_deep_field.jpg', 'centre'),  # NASA, public domain
+    ],
+    'test': [  # basicsr benchmark (options/benchmark/sample.yml): neither trained on nor validated with
+        ('ihc', 'ihc.png', 'centre'),  # immunohistochemistry, CMMI; no known copyright restrictions
+        ('coins', 'coins.png', 'centre'),  # grey; Brooklyn Museum Collection; no known copyright restrictions
+        ('brick', 'brick.png', 'centre'),  # grey texture; CC0Textures (Bricks25), CC0
+        ('gravel', 'gravel.png', 'centre'),  # grey texture; CC0Textures (Gravel04), CC0
     ],
 }
 

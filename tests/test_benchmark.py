@@ -100,13 +100,21 @@ def test_tiny_benchmark_figures_are_sane_and_identity_is_a_direct_psnr(tiny_run)
             'psnr']
 
 
-def test_shipped_sample_options_run(tmp_path):
+@pytest.mark.slow
+def test_shipped_sample_options_run(tmp_path, monkeypatch):
+    """The README's ablation table: options/benchmark/sample.yml with the shipped networks, from the root."""
     with open(osp.join(ROOT, 'options', 'benchmark', 'sample.yml'), encoding='utf-8') as f:
         opt = yaml.safe_load(f)
-    opt['dataset']['dataroot_gt'] = osp.join(ROOT, opt['dataset']['dataroot_gt'])
+    monkeypatch.chdir(ROOT)  # the options' paths are relative to the repository root, as the README runs them
     folder = Benchmark(opt).run(str(tmp_path))
     table = [line for line in open(osp.join(folder, 'benchmark.md'), encoding='utf-8') if line.startswith('| ')]
     assert len(table) - 1 == len(opt['methods']) * len(opt['kernels']) * len(opt['noises'])
+    rows = {(row['kernel'], row['noise'], row['method']): row['mean']['psnr']
+            for row in json.load(open(osp.join(folder, 'benchmark.json'), encoding='utf-8'))['rows']}
+    for kernel in opt['kernels']:
+        for noise in opt['noises']:
+            for method in ('nafnet', 'newbp_nafnet', 'newbp_nafnet_converse'):
+                assert rows[(kernel, noise, method)] > rows[(kernel, noise, 'input')]
 
 
 def test_zoo_checkpoint_loads_strictly_and_matches_upstream():

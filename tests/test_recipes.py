@@ -25,7 +25,8 @@ def test_recipes_exist():
     names = {p.relative_to(ROOT / 'options').as_posix() for p in RECIPES}
     assert 'newbp_nafnet.yml' in names and 'test/newbp_nafnet.yml' in names
     for kind in ('NAFNet-width32', 'NAFNet-width64', 'NewBPNAFNet-width32', 'NewBPNAFNet-width64',
-                 'NewBPNAFNet-Converse-width32', 'NewBPNAFNet-width32_finetune-GoPro'):
+                 'NewBPNAFNet-Converse-width32', 'NewBPNAFNet-width32_finetune-GoPro', 'NAFNet-sample',
+                 'NewBPNAFNet-sample', 'NewBPNAFNet-Converse-sample'):
         assert f'train/{kind}.yml' in names and f'test/{kind}.yml' in names
 
 

@@ -1,9 +1,10 @@
 """Exact Poisson draws for small means, vectorised (numpy only).
 
-``numpy.random.Generator.poisson`` costs about 90 ns a draw on a 2-core x86 machine, which made
+``numpy.random.Generator.poisson`` costs 50-90 ns a draw on a 2-core x86 machine, which made
 shot noise the dearest step of on-the-fly synthesis. :func:`poisson_small` draws the same law
-about twice as fast (benchmarks/data.py) by splitting the mean ``lam = m + f`` (``m`` its integer
-part, ``0 <= f < 1``) and adding two independent draws, which is again exactly Poisson(lam):
+1.0-1.5x as fast (best-of timings of the shot noise of a photograph, gain 0.01; noisy on a shared
+machine) by splitting the mean ``lam = m + f`` (``m`` its integer part, ``0 <= f < 1``) and
+adding two independent draws, which is again exactly Poisson(lam):
 
 - Poisson(m) by inversion of its CDF, tabulated once for ``m < TABLE_MEANS`` (float64, until the
   CDF reaches 1.0) with a guide table of ``GUIDE_CELLS`` cells per row that starts each search at

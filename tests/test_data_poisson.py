@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from newbp_plugin.data.poisson import TABLE_MEANS, poisson_small
+from newbp_plugin.data.poisson import STEPS, TABLE_MEANS, poisson_small
 
 DRAWS = 200_000
 
@@ -22,6 +22,19 @@ def test_draws_follow_the_poisson_law(mean):
     chi2 = ((observed[cells] - expected[cells])**2 / expected[cells]).sum()
     assert stats.chi2.sf(chi2, cells.sum() - 1) > 1e-3, f'chi2 {chi2:.1f} over {cells.sum()} cells'
     assert counts.mean() == pytest.approx(exact, abs=4 * np.sqrt(max(exact, 1e-3) / DRAWS))
+
+
+def test_tabulated_means_invert_the_cdf_of_their_uniform_draw():
+    # On the grid of tabulated means nothing is added to the inversion: each count is the number
+    # of CDF values (scipy's) at or below the draw's uniform, far tail included.
+    means = np.repeat(np.arange(TABLE_MEANS * STEPS) / STEPS, 2000)
+    counts = poisson_small(means, np.random.default_rng(3))
+    uniform = np.random.default_rng(3).random(means.size)  # the generator's first draws
+    support = np.arange(200)
+    for mean in np.unique(means):
+        group = means == mean
+        expected = np.searchsorted(stats.poisson.cdf(support, mean), uniform[group], side='right')
+        np.testing.assert_array_equal(counts[group], expected, err_msg=f'mean {mean}')
 
 
 def test_mixed_means_keep_their_shape_and_each_mean_its_law():

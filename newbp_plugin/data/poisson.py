@@ -2,7 +2,7 @@
 
 ``numpy.random.Generator.poisson`` costs 50-90 ns a draw on a 2-core x86 machine, which made
 shot noise the dearest step of on-the-fly synthesis. :func:`poisson_small` draws the same law
-with a few array passes and table look-ups (about 25 ns a draw, benchmarks/data.py) by
+with a few array passes and table look-ups (about 27 ns a draw, benchmarks/RESULTS.md) by
 splitting the mean ``lam = g + d``, ``g`` the largest multiple of ``1 / STEPS`` not above it
 (``0 <= d < 1 / STEPS``), and adding two independent draws, which is again exactly Poisson(lam):
 
@@ -11,9 +11,11 @@ splitting the mean ``lam = g + d``, ``g`` the largest multiple of ``1 / STEPS`` 
   into ``CELLS`` equal cells; a cell holds the count at its left edge and the first CDF value
   inside it, if any, so that the count is ``base + (u >= inner)``: one look-up. The few cells
   that hold two CDF values or more (the far tail, where probabilities are below ``1 / CELLS``)
-  then step on through the CDF.
-- Poisson(d) as the number of arrivals of a unit-rate Poisson process in ``[0, d]`` (sums of
-  standard exponentials): 0 for about 9 draws in 10, rarely more than 1.
+  are resolved by a binary search of the CDF.
+- Poisson(d) by inversion of its CDF in float32 (the precision the means arrive in): 0 for
+  about 9 draws in 10, rarely more than 1.
+
+Means are drawn ``CHUNK`` at a time, so that temporaries stay in the cache.
 """
 import functools
 
@@ -23,14 +25,18 @@ TABLE_MEANS = 30  # means tabulated: 0, 1 / STEPS, ..., below TABLE_MEANS
 STEPS = 4  # tabulated means per unit (a power of two: lam * STEPS is exact)
 CELLS = 256  # cells of [0, 1) per tabulated mean (a power of two: u * CELLS is exact)
 NO_INNER = 2.0  # inner CDF value of a cell holding none: never reached by u < 1
+CHUNK = 16384  # means drawn together: their temporaries stay in the cache and off fresh pages
 
 
 @functools.lru_cache(maxsize=None)
 def _tables():
-    """(cdf, starts, base, inner, many): the CDFs of the tabulated Poisson laws end to end and where
-    each row starts in ``cdf``; per row and cell (flat, ``row * CELLS + cell``) the count at the
-    cell's left edge, the first CDF value inside the cell (``NO_INNER``: none) and whether it
-    holds more than one."""
+    """(cdf_rows, starts, base, inner, many) of the tabulated Poisson laws.
+
+    ``cdf_rows``: their CDFs end to end, each plus its row number (so the whole is increasing);
+    ``starts``: where each row starts. Per row and cell (flat index ``row * CELLS + cell``):
+    ``base`` the count at the cell's left edge, ``inner`` the first CDF value inside the cell
+    (``NO_INNER``: none), ``many`` whether the cell holds more than one.
+    """
     rows, starts, bases, inners, manys, offset = [], [], [], [], [], 0
     edges = np.arange(CELLS + 1) / CELLS
     for index in range(TABLE_MEANS * STEPS):
@@ -42,7 +48,7 @@ def _tables():
             cdf.append(cdf[-1] + pmf)
         row = np.array(cdf)
         row[-1] = 1.0  # the tail beyond float64's resolution: u < 1 always stops here
-        rows.append(row)
+        rows.append(row + index)
         starts.append([offset])
         offset += len(row)
         base = np.searchsorted(row, edges[:-1], side='right')  # count at each cell's left edge
@@ -69,28 +75,39 @@ def poisson_small(lam, rng):
     lam = np.asarray(lam)
     if lam.size and not (lam.min() >= 0 and lam.max() < TABLE_MEANS):
         raise ValueError(f'poisson_small: means must lie in [0, {TABLE_MEANS}), got [{lam.min()}, {lam.max()}]')
-    cdf, starts, base, inner, many = _tables()
-    flat = lam.ravel().astype(np.float64)
-    whole = (flat * STEPS).astype(np.intp)
+    flat = lam.ravel()
+    counts = np.empty(flat.size, np.int64)
+    for begin in range(0, flat.size, CHUNK):
+        counts[begin:begin + CHUNK] = _draw(flat[begin:begin + CHUNK].astype(np.float64), rng)
+    return counts.reshape(lam.shape)
+
+
+def _draw(flat, rng):
+    """:func:`poisson_small` of a 1-D float64 chunk ``flat``."""
+    cdf_rows, starts, base, inner, many = _tables()
+    row = (flat * STEPS).astype(np.intp)
     uniform = rng.random(flat.size)
-    cell = whole * CELLS + (uniform * CELLS).astype(np.intp)
+    cell = row * CELLS + (uniform * CELLS).astype(np.intp)
     counts = base[cell]
     counts += uniform >= inner[cell]
-    # Cells with several CDF values: on to the first k with CDF(k) > u.
-    steps = np.flatnonzero(many[cell])
-    position = starts[whole[steps]] + counts[steps]
-    while steps.size:
-        beyond = cdf[position] <= uniform[steps]
-        counts[steps[beyond]] += 1
-        steps, position = steps[beyond], position[beyond] + 1
-    # The rest of the mean: unit-rate arrivals in [0, d].
-    fraction = flat - whole / STEPS
-    arrival = rng.standard_exponential(flat.size)
-    active = np.flatnonzero(arrival <= fraction)
-    arrival = arrival[active]
+    # Cells holding several CDF values (the far tail): a binary search of the row's CDF.
+    tail = np.flatnonzero(many[cell])
+    if tail.size:
+        tail_rows = row[tail]
+        counts[tail] = np.searchsorted(cdf_rows, tail_rows + uniform[tail], side='right') - starts[tail_rows]
+    # The rest of the mean, d < 1 / STEPS: inversion of Poisson(d), in float32 (the precision of the means).
+    rest = (flat - row / STEPS).astype(np.float32)
+    probability = np.exp(-rest)  # P(0)
+    uniform = rng.random(flat.size, np.float32)
+    active = np.flatnonzero(uniform >= probability)
+    uniform, rest, probability = uniform[active], rest[active], probability[active]
+    cumulative, count = probability, 0
     while active.size:
+        count += 1
         counts[active] += 1
-        arrival += rng.standard_exponential(active.size)
-        keep = arrival <= fraction[active]
-        active, arrival = active[keep], arrival[keep]
-    return counts.reshape(lam.shape)
+        probability = probability * rest / count
+        cumulative = cumulative + probability
+        keep = uniform >= cumulative
+        active, uniform, rest, probability, cumulative = (
+            values[keep] for values in (active, uniform, rest, probability, cumulative))
+    return counts

@@ -4,9 +4,11 @@ import pytest
 import torch
 from scipy.signal import convolve2d
 
-from newbp_plugin.data.degradations import NoiseModel, NoiseSpecError, degrade, linear_to_srgb, srgb_to_linear
+from newbp_plugin.data.degradations import (FILTER2D_MAX_KERNEL_SIZE, NoiseModel, NoiseSpecError, blur, degrade,
+                                            linear_to_srgb, srgb_to_linear)
 from newbp_plugin.kernels import build_kernel
 from newbp_plugin.ops import crosstalk
+from newbp_plugin.ops.color import linear_to_srgb_8bit
 
 NO_NOISE = NoiseModel(None)
 
@@ -31,6 +33,12 @@ ASYMMETRIC = np.array([[0.00, 0.10, 0.00, 0.00, 0.00],
                        [0.02, 0.00, 0.60, 0.15, 0.00],
                        [0.00, 0.00, 0.00, 0.00, 0.00],
                        [0.00, 0.00, 0.00, 0.00, 0.08]], np.float32)
+# Wider than filter2D takes: blurred by ops.crosstalk itself.
+WIDE = np.random.default_rng(9).random((FILTER2D_MAX_KERNEL_SIZE + 4, FILTER2D_MAX_KERNEL_SIZE + 2), dtype=np.float32)
+WIDE /= WIDE.sum()
+# Rank 1 and lopsided: blurred as two 1-D passes, whose orientation must match the head's.
+SEPARABLE = np.outer(np.linspace(0.1, 1.0, 15) ** 2, np.linspace(1.0, 0.2, 13)).astype(np.float32)
+SEPARABLE /= SEPARABLE.sum()
 
 
 # ---------------------------------------------------------------- sRGB curve (IEC 61966-2-1)
@@ -64,6 +72,27 @@ def test_srgb_round_trip_numpy_and_torch():
     assert torch.isfinite(tensor.grad).all()
 
 
+@pytest.mark.parametrize('dtype', [np.uint8, np.uint16])
+def test_srgb_code_values_decode_as_the_float64_curve(dtype):
+    codes = np.arange(np.iinfo(dtype).max + 1, dtype=dtype)
+    expected = srgb_to_linear(codes / np.float64(np.iinfo(dtype).max))
+    decoded = srgb_to_linear(codes.reshape(-1, 1, 1))
+    assert decoded.dtype == np.float32 and decoded.shape == (codes.size, 1, 1)
+    np.testing.assert_array_equal(decoded.ravel(), expected.astype(np.float32))
+
+
+def test_8bit_encoding_rounds_the_float64_curve_and_clips():
+    x = np.concatenate([np.linspace(-0.5, 1.5, 2_000_001), np.random.default_rng(0).random(1_000_000)])
+    expected = np.round(255 * linear_to_srgb(np.clip(x, 0, 1)))
+    codes = linear_to_srgb_8bit(x)
+    assert codes.dtype == np.uint8 and codes.shape == x.shape
+    np.testing.assert_array_equal(codes, expected)
+    # float32 input: the codes of its float32 values
+    x32 = x.astype(np.float32)
+    expected32 = np.round(255 * linear_to_srgb(np.clip(x32.astype(np.float64), 0, 1)))
+    np.testing.assert_array_equal(linear_to_srgb_8bit(x32), expected32)
+
+
 def test_srgb_curve_is_monotonic_and_continuous_at_the_knee():
     x = np.linspace(0, 1, 200001)
     assert (np.diff(srgb_to_linear(x)) > 0).all()
@@ -79,7 +108,13 @@ def test_srgb_curve_is_monotonic_and_continuous_at_the_knee():
     np.stack([ASYMMETRIC, ASYMMETRIC.T, ASYMMETRIC[::-1]]),
     build_kernel({'type': 'cross_channel', 'mix': [[0.8, 0.2, 0], [0.1, 0.8, 0.1], [0, 0.3, 0.7]],
                   'kernel': {'type': 'gaussian', 'sigma_x': 1.5, 'sigma_y': 0.5, 'angle': 30}}),
-], ids=['shared', 'per_channel', 'cross_channel'])
+    WIDE,
+    np.stack([WIDE, WIDE[::-1], WIDE[:, ::-1]]),
+    SEPARABLE,
+    np.stack([SEPARABLE, SEPARABLE[::-1], SEPARABLE[:, ::-1]]),
+    np.stack([SEPARABLE, SEPARABLE[::-1], WIDE]),
+], ids=['shared', 'per_channel', 'cross_channel', 'wide', 'wide_per_channel', 'separable', 'separable_per_channel',
+        'one_not_separable'])
 def test_blur_is_the_true_convolution_of_the_head(kernel):
     clean = np.random.default_rng(0).random((3, 37, 45), dtype=np.float32)
     blurred = degrade(clean, kernel, NO_NOISE, np.random.default_rng(0), linear_light=False)
@@ -87,6 +122,36 @@ def test_blur_is_the_true_convolution_of_the_head(kernel):
     head = crosstalk(torch.from_numpy(clean)[None], torch.from_numpy(kernel), padding_mode='reflect',
                      cross_channel=kernel.ndim == 4)[0]
     np.testing.assert_allclose(blurred, head.numpy(), atol=2e-6)
+
+
+@pytest.mark.parametrize('kernel', [ASYMMETRIC, WIDE, SEPARABLE], ids=['filter2d', 'crosstalk', 'sep_filter2d'])
+def test_blur_with_context_equals_the_head_cropped(kernel):
+    clean = np.random.default_rng(6).random((3, 50, 44), dtype=np.float32)
+    head = crosstalk(torch.from_numpy(clean)[None], torch.from_numpy(kernel), padding_mode='reflect')[0].numpy()
+    np.testing.assert_allclose(blur(clean, kernel, context=3), head[:, 3:-3, 3:-3], atol=2e-6)
+    np.testing.assert_allclose(blur(clean, torch.from_numpy(kernel)), head, atol=2e-6)
+
+
+@pytest.mark.parametrize('kernel', [np.ones((4, 3), np.float32), np.ones((2, 3, 3), np.float32)],
+                         ids=['even', 'channels_mismatch'])
+def test_blur_refuses_what_the_head_refuses(kernel):
+    with pytest.raises(ValueError, match='crosstalk: kernel'):
+        blur(np.zeros((3, 16, 16), np.float32), kernel)
+
+
+@pytest.mark.parametrize('dtype', [np.uint8, np.uint16])
+@pytest.mark.parametrize('linear_light', [True, False])
+def test_code_values_degrade_as_their_float_image(dtype, linear_light):
+    codes = np.random.default_rng(7).integers(0, np.iinfo(dtype).max + 1, (3, 40, 36)).astype(dtype)
+    clean = (codes / np.float64(np.iinfo(dtype).max)).astype(np.float32)
+    for noise in (NO_NOISE, NoiseModel({'type': 'poisson_gaussian', 'gain': 0.005, 'read_sigma': 0.01, 'quantize': 8})):
+        out = degrade(codes, ASYMMETRIC, noise, np.random.default_rng(1), linear_light, context=2)
+        reference = degrade(clean, ASYMMETRIC, noise, np.random.default_rng(1), linear_light, context=2)
+        assert out.dtype == np.float32 and out.shape == (3, 36, 32)
+        # float32 decoding of a float image vs the float64 table: at most one 8-bit step apart
+        np.testing.assert_allclose(out, reference, atol=1e-5 if noise is NO_NOISE else 1 / 255 + 1e-6)
+        if noise is not NO_NOISE:
+            assert np.mean(out != reference) < 1e-3
 
 
 def test_impulse_becomes_the_psf():

@@ -302,17 +302,21 @@ class CrosstalkDataset(data.Dataset):
         pads = [(0, max(size - height, 0)), (0, max(size - width, 0))] + [(0, 0)] * (img.ndim - 2)
         return np.pad(img, pads, mode='reflect')
 
+    def _rgb_codes(self, img):
+        """(3, H, W) RGB view of a stored (H, W) grey or (H, W, 3 | 4) BGR(A) image, its integer code values."""
+        if img.ndim == 2:
+            img = np.broadcast_to(img[..., None], img.shape + (3, ))
+        return img[..., 2::-1].transpose(2, 0, 1)
+
     def _to_float(self, img):
         """(C, H, W) float32 in [0, 1] of a stored image, in the ``color`` of the options."""
-        img = img.astype(np.float32) / np.float32(np.iinfo(img.dtype).max)
+        scale = np.float32(np.iinfo(img.dtype).max)
         color = self.opt['color']
-        if img.ndim == 2 and color == 'gray':
-            return img[None]
-        if img.ndim == 2:
-            img = np.repeat(img[..., None], 3, axis=2)
         if color == 'rgb':
-            return np.ascontiguousarray(img[..., 2::-1].transpose(2, 0, 1))  # BGR(A) -> RGB
-        bgr = np.ascontiguousarray(img[..., :3])
+            return self._rgb_codes(img).astype(np.float32) / scale
+        if img.ndim == 2 and color == 'gray':
+            return (img.astype(np.float32) / scale)[None]
+        bgr = np.ascontiguousarray(self._rgb_codes(img)[::-1].transpose(1, 2, 0)).astype(np.float32) / scale
         return (bgr2ycbcr(bgr, y_only=True) if color == 'y' else cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY))[None]
 
     def _augment(self, img, rng):
@@ -361,7 +365,9 @@ class CrosstalkDataset(data.Dataset):
         if self.is_train:
             window = self._augment(window, rng)
         clean = self._to_float(window)
-        lq = degrade(clean, kernel, self.noise, rng, self.opt['linear_light'], context)
+        # RGB goes in as code values: degrade() decodes sRGB by table look-up.
+        source = self._rgb_codes(window) if self.opt['color'] == 'rgb' else clean
+        lq = degrade(source, kernel, self.noise, rng, self.opt['linear_light'], context)
         gt = clean[:, context:clean.shape[1] - context, context:clean.shape[2] - context]
         return {
             'lq': torch.from_numpy(np.ascontiguousarray(lq)),

@@ -2,11 +2,13 @@
 
 Order of operations in :func:`degrade`, for a clean image Y with values in [0, 1]:
 
-1. ``linear_light``: decode Y from sRGB to linear light (IEC 61966-2-1), ``y = srgb_to_linear(Y)``;
-   otherwise ``y = Y`` (a linear source, or work in the encoded domain).
-2. Blur with the sensor kernel, ``b = K * y``: :func:`newbp_plugin.ops.crosstalk`, the operator of
-   the NewBP head, so the data and the head mean the same K (a true convolution, PSF centred at
-   ``(kh // 2, kw // 2)``); the image is continued by reflection outside the pixels given.
+1. ``linear_light``: decode Y from sRGB to linear light (IEC 61966-2-1), ``y = srgb_to_linear(Y)``
+   (8- and 16-bit code values by table look-up); otherwise ``y = Y`` (a linear source, or work in
+   the encoded domain).
+2. Blur with the sensor kernel, ``b = K * y`` (:func:`blur`): the convolution of
+   :func:`newbp_plugin.ops.crosstalk`, the operator of the NewBP head, so the data and the head
+   mean the same K (a true convolution, PSF centred at ``(kh // 2, kw // 2)``); the image is
+   continued by reflection outside the pixels given.
 3. Noise, in the units of ``b`` (linear signal in [0, 1] when ``linear_light``), parameters drawn
    once per image: ``gaussian``: ``x = b + N(0, sigma_c^2)``; ``poisson_gaussian``:
    ``x = gain_c * Poisson(max(b, 0) / gain_c) + N(0, read_sigma_c^2)``, so that
@@ -18,7 +20,8 @@ Order of operations in :func:`degrade`, for a clean image Y with values in [0, 1
    ``gain_c * b + read_sigma_c^2``: one draw per pixel instead of two (benchmarks/data.py).
 4. ``clip``: clip x to [0, 1] (the sensor's range).
 5. ``linear_light``: encode back, ``X = linear_to_srgb(x)``.
-6. ``quantize``: round X to 8 or 16 bits, ``round(X * (2^q - 1)) / (2^q - 1)``, as a file stores it.
+6. ``quantize``: round X to 8 or 16 bits, ``round(X * (2^q - 1)) / (2^q - 1)``, as a file stores it
+   (8 bits after ``linear_light``: steps 5 and 6 in one table look-up, the same codes).
 
 Noise spec (YAML), validated by :class:`NoiseModel`; errors name the key::
 
@@ -29,16 +32,18 @@ Noise spec (YAML), validated by :class:`NoiseModel`; errors name the key::
     noise: {type: none, quantize: 16}                     # no noise, only clipping / quantisation
     # common keys: clip (bool, default true), quantize (8 | 16 | null, default null; needs clip)
 
-Every draw comes from the numpy Generator passed in: the same generator state gives the same image.
+Every draw comes from the numpy Generator passed in (normal draws from a torch generator it
+seeds): the same generator state gives the same image.
 """
 import numbers
 
+import cv2
 import numpy as np
 import torch
 
 from newbp_plugin.data.poisson import TABLE_MEANS, poisson_small
 from newbp_plugin.ops import crosstalk
-from newbp_plugin.ops.color import linear_to_srgb, srgb_to_linear
+from newbp_plugin.ops.color import CODE_DTYPES, linear_to_srgb, linear_to_srgb_8bit, srgb_to_linear
 
 # type -> {parameter: (smallest valid value, whether that bound is excluded, default; None: required)}
 NOISE_PARAMETERS = {
@@ -49,6 +54,11 @@ NOISE_PARAMETERS = {
 NOISE_COMMON_KEYS = {'type': None, 'clip': True, 'quantize': None}
 QUANTIZE_BITS = (8, 16)
 POISSON_EXACT_BELOW = TABLE_MEANS  # expected electrons under which shot noise is drawn exactly from Poisson
+# Widest per-channel kernel blurred by OpenCV's filter2D; it turns to a DFT above 11x11, slower than ops.crosstalk's.
+FILTER2D_MAX_KERNEL_SIZE = 11
+# Kernels whose singular values after the first are all below this fraction of it are blurred as
+# two 1-D passes; the rest left out moves a pixel by at most ~1e-4 of the kernel's norm (float32 noise: 1e-8).
+SEPARABLE_TOLERANCE = 1e-6
 
 
 class NoiseSpecError(ValueError):
@@ -156,17 +166,22 @@ class NoiseModel:
         """
         values = {key: parameter.draw(rng, self.channels)[:, None, None] for key, parameter in self.parameters.items()}
         if self.type == 'gaussian':
-            noisy = signal + values['sigma'].astype(np.float32) * rng.standard_normal(signal.shape, np.float32)
+            noisy = signal + values['sigma'].astype(np.float32) * standard_normal(signal.shape, rng)
         elif self.type == 'poisson_gaussian':
             gain, read = values['gain'].astype(np.float32), values['read_sigma'].astype(np.float32)  # (C, 1, 1)
             mean = np.maximum(signal, 0)
-            normal = rng.standard_normal(signal.shape, np.float32)
+            normal = standard_normal(signal.shape, rng)
             # Bright pixels: shot noise (its normal law) and read noise are one normal draw of the summed variance.
-            noisy = mean + np.sqrt(gain * mean + read * read) * normal
+            noisy = gain * mean
+            noisy += read * read
+            np.sqrt(noisy, out=noisy)
+            noisy *= normal
+            noisy += mean
             expected = mean / gain  # photo-electrons
-            exact = expected < POISSON_EXACT_BELOW
-            gain, read = (np.broadcast_to(value, signal.shape)[exact] for value in (gain, read))
-            noisy[exact] = gain * poisson_small(expected[exact], rng) + read * normal[exact]
+            exact = np.flatnonzero(expected < POISSON_EXACT_BELOW)
+            channel = exact // max(expected[0].size, 1)  # flat index -> channel
+            counts = poisson_small(expected.ravel()[exact], rng)
+            noisy.ravel()[exact] = gain.ravel()[channel] * counts + read.ravel()[channel] * normal.ravel()[exact]
         else:
             noisy = signal
         return np.clip(noisy, 0, 1) if self.clip else noisy
@@ -182,13 +197,21 @@ class NoiseModel:
         return f'NoiseModel(type={self.type!r}, clip={self.clip}, quantize={self.quantize})'
 
 
+def standard_normal(shape, rng):
+    """float32 standard normal draws of ``shape``, from a torch generator seeded by ``rng``
+    (torch's sampler is twice as fast as numpy's on a CPU; benchmarks/data.py)."""
+    generator = torch.Generator().manual_seed(int(rng.integers(2**63)))
+    return torch.randn(shape, generator=generator).numpy()
+
+
 def degrade(clean, kernel, noise, rng, linear_light=True, context=0):
     """``X = K * Y + N`` for one image, in the order of the module docstring.
 
     Args:
-        clean (np.ndarray): (C, H + 2 context, W + 2 context) float32 in [0, 1]: the clean
-            image Y (sRGB-encoded when ``linear_light``) with ``context`` pixels of its
-            surroundings on each side, which the kernel reads and the output leaves out.
+        clean (np.ndarray): (C, H + 2 context, W + 2 context) the clean image Y (sRGB-encoded
+            when ``linear_light``): float32 in [0, 1], or uint8 / uint16 code values; with
+            ``context`` pixels of its surroundings on each side, which the kernel reads and the
+            output leaves out.
         kernel (np.ndarray | Tensor): PSF from :mod:`newbp_plugin.kernels`: (kh, kw),
             (C, kh, kw) per channel, or (C, C, kh, kw) channel-mixing.
         noise (NoiseModel): noise, clipping and quantisation.
@@ -197,12 +220,70 @@ def degrade(clean, kernel, noise, rng, linear_light=True, context=0):
         context (int): pixels left out on each side after the blur. Default: 0.
 
     Returns:
-        np.ndarray: (C, H, W) float32, the degraded image X, encoded as ``clean``.
+        np.ndarray: (C, H, W) float32 in [0, 1] (unclipped without ``noise.clip``), the degraded
+        image X, encoded as ``clean``.
     """
-    signal = srgb_to_linear(clean) if linear_light else clean
-    kernel = torch.as_tensor(kernel)
-    blurred = crosstalk(torch.from_numpy(np.ascontiguousarray(signal))[None], kernel, padding_mode='reflect',
-                        cross_channel=kernel.dim() == 4)[0].numpy()
-    height, width = blurred.shape[-2:]
-    noisy = noise.add(blurred[:, context:height - context, context:width - context], rng)
+    if linear_light:
+        signal = srgb_to_linear(clean)
+    elif clean.dtype in CODE_DTYPES:
+        signal = clean.astype(np.float32) / np.float32(np.iinfo(clean.dtype).max)
+    else:
+        signal = clean
+    noisy = noise.add(blur(signal, kernel, context), rng)
+    if linear_light and noise.quantize == 8:
+        return linear_to_srgb_8bit(noisy).astype(np.float32) / np.float32(255)
     return noise.quantize_image(linear_to_srgb(noisy) if linear_light else noisy)
+
+
+def blur(signal, kernel, context=0):
+    """``K * signal`` (step 2), the image continued by reflection, ``context`` pixels left out on each side.
+
+    The convolution of the NewBP head, :func:`newbp_plugin.ops.crosstalk`. Per-channel kernels
+    go through OpenCV instead when it is faster on one image (tests compare them): separable
+    ones (rank 1, as Gaussian and box PSFs) through ``sepFilter2D`` (31x31: 3x as fast), others up
+    to ``FILTER2D_MAX_KERNEL_SIZE`` wide through ``filter2D`` (4-10x).
+
+    Args:
+        signal (np.ndarray): (C, H, W) float32.
+        kernel (np.ndarray | Tensor): (kh, kw), (C, kh, kw) or (C, C, kh, kw) PSF.
+        context (int): pixels left out on each side.
+
+    Returns:
+        np.ndarray: (C, H - 2 context, W - 2 context) float32.
+    """
+    height, width = signal.shape[-2:]
+    kernel = torch.as_tensor(kernel)
+    blurred = _opencv_blur(signal, kernel)
+    if blurred is None:
+        blurred = crosstalk(torch.from_numpy(np.ascontiguousarray(signal))[None], kernel, padding_mode='reflect',
+                            cross_channel=kernel.dim() == 4)[0].numpy()
+    return blurred[:, context:height - context, context:width - context]
+
+
+def _opencv_blur(signal, kernel):
+    """:func:`blur` without the crop through OpenCV, or None where ops.crosstalk is faster or
+    where OpenCV would read the kernel differently (an even size, channels that do not match:
+    crosstalk refuses those with its message)."""
+    per_channel = kernel.dim() == 2 or (kernel.dim() == 3 and len(kernel) == len(signal))
+    if not per_channel or not all(size % 2 for size in kernel.shape[-2:]):
+        return None
+    # OpenCV correlates: the flipped PSF convolves. Its BORDER_REFLECT_101 is torch's 'reflect'.
+    flipped = kernel.flip((-2, -1)).double().numpy()
+    left, singular, right = np.linalg.svd(flipped)
+    separable = (singular[..., 1:] <= SEPARABLE_TOLERANCE * singular[..., :1]).all()
+    if not separable and max(kernel.shape[-2:]) > FILTER2D_MAX_KERNEL_SIZE:
+        return None
+    channels = len(signal)
+    scale = np.sqrt(singular[..., :1])
+    # psf = outer(column, row) for separable kernels
+    columns = np.broadcast_to(scale * left[..., :, 0], (channels, flipped.shape[-2])).astype(np.float32)
+    rows = np.broadcast_to(scale * right[..., 0, :], (channels, flipped.shape[-1])).astype(np.float32)
+    psfs = np.broadcast_to(flipped, (channels, ) + flipped.shape[-2:]).astype(np.float32)
+    signal = np.ascontiguousarray(signal, dtype=np.float32)
+    blurred = np.empty_like(signal)
+    for plane, out, psf, column, row in zip(signal, blurred, psfs, columns, rows):
+        if separable:
+            cv2.sepFilter2D(plane, -1, row, column, dst=out, borderType=cv2.BORDER_REFLECT_101)
+        else:
+            cv2.filter2D(plane, -1, psf, dst=out, borderType=cv2.BORDER_REFLECT_101)
+    return blurred

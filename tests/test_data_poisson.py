@@ -1,4 +1,6 @@
 """Exact small-mean Poisson draws: the law against scipy's pmf, shapes, determinism, errors."""
+import signal
+
 import numpy as np
 import pytest
 from scipy import stats
@@ -46,6 +48,42 @@ def test_tabulated_means_invert_the_cdf_of_their_uniform_draw():
         group = means == mean
         expected = np.searchsorted(stats.poisson.cdf(support, mean), uniform[group], side='right')
         np.testing.assert_array_equal(counts[group], expected, err_msg=f'mean {mean}')
+
+
+class LargestUniforms:
+    """A generator stand-in whose every uniform is the largest below 1 of its dtype: the draws
+    at the very end of each CDF, where float sums stop short of 1."""
+
+    def random(self, size, dtype=np.float64):
+        return np.full(size, np.nextafter(dtype(1), dtype(0)), dtype)
+
+
+def _first_count_with_tail_below(means, tail):
+    """Per mean, the smallest k with P(X > k) < tail: what inverting a uniform of 1 - tail gives."""
+    support = np.arange(200)[:, None]
+    return np.argmax(stats.poisson.sf(support, means) < tail, axis=0)
+
+
+def test_uniforms_next_to_1_end_in_the_far_tail_and_never_loop():
+    def too_slow(signum, frame):
+        raise TimeoutError('poisson_small did not return: an inversion loop never ends')
+
+    grid = np.arange(TABLE_MEANS * STEPS) / STEPS  # the tables alone (float64 uniform: 1 - 2^-53)
+    rests = np.arange(1, 16) / (16 * STEPS)  # the float32 inversion alone (uniform: 1 - 2^-24)
+    previous = signal.signal(signal.SIGALRM, too_slow)
+    signal.alarm(20)
+    try:
+        on_grid, rest = (poisson_small(means, LargestUniforms()) for means in (grid, rests))
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+    # The exact inversion's count, give or take the rounding the float CDF sums gather (~1e-15 in
+    # float64, ~1e-7 in float32): up to two counts, at these uniforms only. Not some count the
+    # loops reached by running on, nor the end of a table row.
+    expected = _first_count_with_tail_below(grid, 2.0**-53)
+    assert (np.abs(on_grid - expected) <= 2).all(), (on_grid, expected)
+    expected = _first_count_with_tail_below(rests, 2.0**-24)
+    assert (np.abs(rest - expected) <= 2).all(), (rest, expected)
 
 
 def test_mixed_means_keep_their_shape_and_each_mean_its_law():

@@ -43,8 +43,10 @@ def _tables():
         mean = index / STEPS
         pmf = np.exp(-mean)
         cdf = [pmf]
-        while cdf[-1] < 1.0 and pmf > 0:
+        while cdf[-1] < 1.0:
             pmf *= mean / len(cdf)
+            if cdf[-1] + pmf == cdf[-1]:
+                break  # the CDF stops growing in float64
             cdf.append(cdf[-1] + pmf)
         row = np.array(cdf)
         row[-1] = 1.0  # the tail beyond float64's resolution: u < 1 always stops here
@@ -106,8 +108,10 @@ def _draw(flat, rng):
         count += 1
         counts[active] += 1
         probability = probability * rest / count
-        cumulative = cumulative + probability
-        keep = uniform >= cumulative
+        previous, cumulative = cumulative, cumulative + probability
+        # On while u lies above the CDF and the CDF still grows in float32: where it stops, the
+        # tail left is below a float32 uniform's resolution and ends here, as the tables end at 1.
+        keep = (uniform >= cumulative) & (cumulative > previous)
         active, uniform, rest, probability, cumulative = (
             values[keep] for values in (active, uniform, rest, probability, cumulative))
     return counts

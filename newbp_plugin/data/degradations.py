@@ -172,16 +172,20 @@ class NoiseModel:
             mean = np.maximum(signal, 0)
             normal = standard_normal(signal.shape, rng)
             # Bright pixels: shot noise (its normal law) and read noise are one normal draw of the summed variance.
-            noisy = gain * mean
+            noisy = np.multiply(gain, mean, out=np.empty(signal.shape, np.float32))  # contiguous: ravel() is a view
             noisy += read * read
             np.sqrt(noisy, out=noisy)
             noisy *= normal
             noisy += mean
-            expected = mean / gain  # photo-electrons
-            exact = np.flatnonzero(expected < POISSON_EXACT_BELOW)
-            channel = exact // max(expected[0].size, 1)  # flat index -> channel
-            counts = poisson_small(expected.ravel()[exact], rng)
-            noisy.ravel()[exact] = gain.ravel()[channel] * counts + read.ravel()[channel] * normal.ravel()[exact]
+            # Dark pixels: exact Poisson shot noise plus read noise, one channel (one gain) at a time.
+            for plane, plane_mean, plane_normal, plane_gain, plane_read in zip(noisy, mean, normal, gain.ravel(),
+                                                                               read.ravel()):
+                electrons = plane_mean.ravel() / plane_gain
+                exact = np.flatnonzero(electrons < POISSON_EXACT_BELOW)
+                shot = poisson_small(electrons[exact], rng).astype(np.float32)
+                shot *= plane_gain
+                shot += plane_read * plane_normal.ravel()[exact]
+                plane.ravel()[exact] = shot
         else:
             noisy = signal
         return np.clip(noisy, 0, 1) if self.clip else noisy

@@ -5,14 +5,16 @@ Both read the same clean images from LMDB: photographs shipped with scikit-image
 PairedImageDataset reads, for the same keys, LQ images degraded beforehand with the same
 kernel and noise and stored as 8-bit PNGs (BasicSR's pre-rendered workflow). Each yields
 256x256 training crops with flips and rotations; CrosstalkDataset degrades each crop with a
-gaussian kernel of 7x7 or 31x31 and Poisson-Gaussian noise in linear light, quantised to 8 bits:
-the noise of the shipped recipes (gain 0.002: 500 electrons at full scale) or a harsher one
-(gain 0.01: 100 electrons, where most pixels draw exact Poisson shot noise).
+gaussian kernel of 7x7 or 31x31 and noise in linear light, quantised to 8 bits: the
+Poisson-Gaussian noise of the shipped recipes (gain 0.002: 500 electrons at full scale), a
+harsher one (gain 0.01: 100 electrons, where most pixels draw exact Poisson shot noise), or
+Gaussian noise alone (what synthesis costs without the exact Poisson draws).
 
 Throughput: samples/s through a DataLoader (batch 8, shuffled), with ``num_workers`` 0 (the
 main process, ``--threads`` torch threads) and 1; the median of ``--rounds`` timed passes of
 ``--samples`` samples after one warm-up batch, the two datasets alternating so that they share
-the machine's load. Then where the synthesis time goes: the median time of each step for one sample.
+the machine's load. Then where the synthesis time goes: the median time of each step for one
+sample, and the Poisson and normal samplers against numpy's, side by side.
 
 Usage: ``python benchmarks/data.py [--samples 160] [--rounds 3] [--threads 1] [--out benchmarks/results/data.json]``
 """
@@ -36,10 +38,11 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 import newbp_plugin  # noqa: E402,F401  (registration)
 from basicsr.data.paired_image_dataset import PairedImageDataset  # noqa: E402
 from newbp_plugin.data.crosstalk_dataset import CrosstalkDataset  # noqa: E402
-from newbp_plugin.data.degradations import NoiseModel, degrade, linear_to_srgb, srgb_to_linear  # noqa: E402
+from newbp_plugin.data.degradations import NoiseModel, blur, degrade, srgb_to_linear, standard_normal  # noqa: E402
 from newbp_plugin.data.lmdb_tools import make_lmdb  # noqa: E402
+from newbp_plugin.data.poisson import TABLE_MEANS, poisson_small  # noqa: E402
 from newbp_plugin.kernels import build_kernel  # noqa: E402
-from newbp_plugin.ops import crosstalk  # noqa: E402
+from newbp_plugin.ops.color import linear_to_srgb_8bit  # noqa: E402
 
 from report import save_json
 
@@ -48,6 +51,7 @@ KERNELS = {7: {'type': 'gaussian', 'sigma': 1.2, 'size': 7}, 31: {'type': 'gauss
 NOISES = {
     'recipe': {'type': 'poisson_gaussian', 'gain': 0.002, 'read_sigma': 0.003, 'quantize': 8},  # options/*.yml
     'high gain': {'type': 'poisson_gaussian', 'gain': 0.01, 'read_sigma': 0.002, 'quantize': 8},
+    'gaussian': {'type': 'gaussian', 'sigma': 0.01, 'quantize': 8},
 }
 GT_SIZE, BATCH = 256, 8
 
@@ -117,22 +121,31 @@ def step_times(photos_folder, size, noise_spec):
     img = cv2.imread(osp.join(photos_folder, 'astronaut.png'))[:480, :480]
     png = cv2.imencode('.png', img, [cv2.IMWRITE_PNG_COMPRESSION, 1])[1]
     context = size // 2
-    window = img[:GT_SIZE + 2 * context, :GT_SIZE + 2 * context].transpose(2, 0, 1)
-    encoded = window.astype(np.float32) / 255
-    linear = srgb_to_linear(encoded)
-    kernel = torch.from_numpy(build_kernel(KERNELS[size]))
-    blurred = crosstalk(torch.from_numpy(linear)[None], kernel, padding_mode='reflect')[0].numpy()
-    signal = np.ascontiguousarray(blurred[:, context:-context, context:-context])
+    codes = img[:GT_SIZE + 2 * context, :GT_SIZE + 2 * context, ::-1].transpose(2, 0, 1)  # RGB view, as the dataset
+    linear = srgb_to_linear(codes)
+    kernel = build_kernel(KERNELS[size])
+    signal = blur(linear, kernel, context)
     noise, rng = NoiseModel(noise_spec), np.random.default_rng(0)
     return {
         'decode 480x480 PNG': median_ms(lambda: cv2.imdecode(png, cv2.IMREAD_UNCHANGED)),
-        'to float, sRGB -> linear': median_ms(lambda: srgb_to_linear(window.astype(np.float32) / 255)),
-        'blur (ops.crosstalk)': median_ms(lambda: crosstalk(torch.from_numpy(linear)[None], kernel,
-                                                            padding_mode='reflect')),
-        'Poisson-Gaussian noise, clip': median_ms(lambda: noise.add(signal, rng)),
-        'linear -> sRGB, quantise': median_ms(lambda: noise.quantize_image(linear_to_srgb(signal))),
-        'whole degrade()': median_ms(lambda: degrade(encoded, kernel, noise, rng, context=context)),
+        'sRGB codes -> linear (table)': median_ms(lambda: srgb_to_linear(codes)),
+        'blur (degradations.blur)': median_ms(lambda: blur(linear, kernel, context)),
+        'noise, clip': median_ms(lambda: noise.add(signal, rng)),
+        'linear -> 8-bit sRGB (table)': median_ms(lambda: linear_to_srgb_8bit(signal)),
+        'whole degrade()': median_ms(lambda: degrade(codes, kernel, noise, rng, context=context)),
     }
+
+
+def sampler_ns(draws=3 * GT_SIZE * GT_SIZE):
+    """{sampler: median ns a draw}, side by side: exact Poisson for means uniform in
+    [0, TABLE_MEANS), and float32 standard normals (numpy's, and torch's behind standard_normal)."""
+    means = np.random.default_rng(1).uniform(0, TABLE_MEANS, draws).astype(np.float32)
+    rng = np.random.default_rng(2)
+    return {'Poisson: numpy Generator.poisson': 1e6 * median_ms(lambda: rng.poisson(means)) / draws,
+            'Poisson: poisson_small': 1e6 * median_ms(lambda: poisson_small(means, rng)) / draws,
+            'normal: numpy Generator.standard_normal': 1e6 * median_ms(
+                lambda: rng.standard_normal(draws, np.float32)) / draws,
+            'normal: standard_normal (torch)': 1e6 * median_ms(lambda: standard_normal(draws, rng)) / draws}
 
 
 def main():
@@ -164,6 +177,7 @@ def main():
                     del candidates
         steps = {f'{size}x{size}, {noise_name}': step_times(osp.join(folder, 'photos'), size, noise_spec)
                  for size in KERNELS for noise_name, noise_spec in NOISES.items()}
+    samplers = sampler_ns()
 
     print(f'{count} clean 480x480 sub-images; {GT_SIZE}x{GT_SIZE} crops, batch {BATCH}, '
           f'noises {NOISES}; torch threads (main process): {torch.get_num_threads()}')
@@ -174,11 +188,14 @@ def main():
     print(f"\n{'step of one sample [ms]':<30}" + ''.join(f'{name:>18}' for name in steps))
     for step in next(iter(steps.values())):
         print(f'{step:<30}' + ''.join(f'{times[step]:>18.1f}' for times in steps.values()))
+    print(f'\n{3 * GT_SIZE * GT_SIZE} draws (Poisson means uniform in [0, {TABLE_MEANS})), ns a draw:')
+    for name, ns in samplers.items():
+        print(f'{name:<40}{ns:>8.1f}')
     result = {
         'benchmark': 'data loading: CrosstalkDataset synthesis vs PairedImageDataset stored pairs',
         'images': f'{count} sub-images 480x480 of {", ".join(PHOTOS)} (scikit-image)',
         'gt_size': GT_SIZE, 'batch_size': BATCH, 'noises': NOISES, 'kernels': KERNELS, 'samples': args.samples,
-        'rounds': args.rounds, 'rows': rows, 'step_ms': steps,
+        'rounds': args.rounds, 'rows': rows, 'step_ms': steps, 'sampler_ns_per_draw': samplers,
         'machine': {'cpus': os.cpu_count(), 'torch_threads': torch.get_num_threads(), 'torch': torch.__version__,
                     'numpy': np.__version__, 'python': platform.python_version(), 'load_average': os.getloadavg()},
     }

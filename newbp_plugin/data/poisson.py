@@ -2,7 +2,7 @@
 
 ``numpy.random.Generator.poisson`` costs 50-90 ns a draw on a 2-core x86 machine, which made
 shot noise the dearest step of on-the-fly synthesis. :func:`poisson_small` draws the same law
-with a few array passes and table look-ups (about 27 ns a draw, benchmarks/RESULTS.md) by
+with a few array passes and table look-ups (half numpy's time a draw, benchmarks/RESULTS.md) by
 splitting the mean ``lam = g + d``, ``g`` the largest multiple of ``1 / STEPS`` not above it
 (``0 <= d < 1 / STEPS``), and adding two independent draws, which is again exactly Poisson(lam):
 

@@ -4,8 +4,8 @@ import pytest
 import torch
 from scipy.signal import convolve2d
 
-from newbp_plugin.data.degradations import (FILTER2D_MAX_KERNEL_SIZE, NoiseModel, NoiseSpecError, blur, degrade,
-                                            linear_to_srgb, srgb_to_linear)
+from newbp_plugin.data.degradations import (FILTER2D_MAX_KERNEL_SIZE, NoiseModel, NoiseSpecError, _rank_one_factors,
+                                            blur, degrade, linear_to_srgb, srgb_to_linear)
 from newbp_plugin.kernels import build_kernel
 from newbp_plugin.ops import crosstalk
 from newbp_plugin.ops.color import linear_to_srgb_8bit
@@ -130,6 +130,15 @@ def test_blur_with_context_equals_the_head_cropped(kernel):
     head = crosstalk(torch.from_numpy(clean)[None], torch.from_numpy(kernel), padding_mode='reflect')[0].numpy()
     np.testing.assert_allclose(blur(clean, kernel, context=3), head[:, 3:-3, 3:-3], atol=2e-6)
     np.testing.assert_allclose(blur(clean, torch.from_numpy(kernel)), head, atol=2e-6)
+
+
+def test_separable_kernels_are_found_and_factored():
+    column, row = _rank_one_factors(SEPARABLE.astype(np.float64))
+    np.testing.assert_allclose(np.outer(column, row), SEPARABLE, rtol=1e-6, atol=1e-9)
+    gaussian = build_kernel({'type': 'gaussian', 'sigma': 5.0, 'size': 31}).astype(np.float64)
+    assert _rank_one_factors(gaussian) is not None  # float32 rounding stays within the tolerance
+    for kernel in (ASYMMETRIC, WIDE, np.zeros((3, 3))):
+        assert _rank_one_factors(kernel.astype(np.float64)) is None
 
 
 @pytest.mark.parametrize('kernel', [np.ones((4, 3), np.float32), np.ones((2, 3, 3), np.float32)],

@@ -56,8 +56,8 @@ QUANTIZE_BITS = (8, 16)
 POISSON_EXACT_BELOW = TABLE_MEANS  # expected electrons under which shot noise is drawn exactly from Poisson
 # Widest per-channel kernel blurred by OpenCV's filter2D; it turns to a DFT above 11x11, slower than ops.crosstalk's.
 FILTER2D_MAX_KERNEL_SIZE = 11
-# Kernels whose singular values after the first are all below this fraction of it are blurred as
-# two 1-D passes; the rest left out moves a pixel by at most ~1e-4 of the kernel's norm (float32 noise: 1e-8).
+# Kernels equal to the outer product of a column and a row up to this fraction of their largest
+# entry, in every entry, are blurred as two 1-D passes (float32 kernels of separable PSFs: ~1e-7).
 SEPARABLE_TOLERANCE = 1e-6
 
 
@@ -243,9 +243,9 @@ def blur(signal, kernel, context=0):
     """``K * signal`` (step 2), the image continued by reflection, ``context`` pixels left out on each side.
 
     The convolution of the NewBP head, :func:`newbp_plugin.ops.crosstalk`. Per-channel kernels
-    go through OpenCV instead when it is faster on one image (tests compare them): separable
-    ones (rank 1, as Gaussian and box PSFs) through ``sepFilter2D`` (31x31: 3x as fast), others up
-    to ``FILTER2D_MAX_KERNEL_SIZE`` wide through ``filter2D`` (4-10x).
+    go through OpenCV instead, faster on one image (tests compare the two): separable ones
+    (rank 1, as Gaussian and box PSFs) as two 1-D passes of ``sepFilter2D``, others up to
+    ``FILTER2D_MAX_KERNEL_SIZE`` wide through ``filter2D``.
 
     Args:
         signal (np.ndarray): (C, H, W) float32.
@@ -273,21 +273,30 @@ def _opencv_blur(signal, kernel):
         return None
     # OpenCV correlates: the flipped PSF convolves. Its BORDER_REFLECT_101 is torch's 'reflect'.
     flipped = kernel.flip((-2, -1)).double().numpy()
-    left, singular, right = np.linalg.svd(flipped)
-    separable = (singular[..., 1:] <= SEPARABLE_TOLERANCE * singular[..., :1]).all()
+    psfs = np.broadcast_to(flipped, (len(signal), ) + flipped.shape[-2:])
+    factors = [_rank_one_factors(psf) for psf in flipped.reshape((-1, ) + flipped.shape[-2:])]
+    factors *= len(signal) // len(factors)  # a shared kernel: its factors for every plane
+    separable = all(pair is not None for pair in factors)
     if not separable and max(kernel.shape[-2:]) > FILTER2D_MAX_KERNEL_SIZE:
         return None
-    channels = len(signal)
-    scale = np.sqrt(singular[..., :1])
-    # psf = outer(column, row) for separable kernels
-    columns = np.broadcast_to(scale * left[..., :, 0], (channels, flipped.shape[-2])).astype(np.float32)
-    rows = np.broadcast_to(scale * right[..., 0, :], (channels, flipped.shape[-1])).astype(np.float32)
-    psfs = np.broadcast_to(flipped, (channels, ) + flipped.shape[-2:]).astype(np.float32)
     signal = np.ascontiguousarray(signal, dtype=np.float32)
     blurred = np.empty_like(signal)
-    for plane, out, psf, column, row in zip(signal, blurred, psfs, columns, rows):
+    for plane, out, psf, pair in zip(signal, blurred, psfs, factors):
         if separable:
+            column, row = pair
             cv2.sepFilter2D(plane, -1, row, column, dst=out, borderType=cv2.BORDER_REFLECT_101)
         else:
-            cv2.filter2D(plane, -1, psf, dst=out, borderType=cv2.BORDER_REFLECT_101)
+            cv2.filter2D(plane, -1, psf.astype(np.float32), dst=out, borderType=cv2.BORDER_REFLECT_101)
     return blurred
+
+
+def _rank_one_factors(psf):
+    """float32 (column, row) with ``psf == outer(column, row)`` up to ``SEPARABLE_TOLERANCE`` of its
+    largest magnitude in every entry, or None: ``psf`` (kh, kw) is not separable."""
+    top = np.unravel_index(np.abs(psf).argmax(), psf.shape)
+    if psf[top] == 0:
+        return None
+    column, row = psf[:, top[1]], psf[top[0]] / psf[top]
+    if np.abs(psf - np.outer(column, row)).max() > SEPARABLE_TOLERANCE * abs(psf[top]):
+        return None
+    return column.astype(np.float32), row.astype(np.float32)

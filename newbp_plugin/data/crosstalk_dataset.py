@@ -313,7 +313,7 @@ class CrosstalkDataset(data.Dataset):
         scale = np.float32(np.iinfo(img.dtype).max)
         color = self.opt['color']
         if color == 'rgb':
-            return self._rgb_codes(img).astype(np.float32) / scale
+            return self._rgb_codes(img).astype(np.float32, order='C') / scale
         if img.ndim == 2 and color == 'gray':
             return (img.astype(np.float32) / scale)[None]
         bgr = np.ascontiguousarray(self._rgb_codes(img)[::-1].transpose(1, 2, 0)).astype(np.float32) / scale
@@ -364,11 +364,10 @@ class CrosstalkDataset(data.Dataset):
         window = _window(img, top - context, left - context, height + 2 * context, width + 2 * context)
         if self.is_train:
             window = self._augment(window, rng)
-        clean = self._to_float(window)
         # RGB goes in as code values: degrade() decodes sRGB by table look-up.
-        source = self._rgb_codes(window) if self.opt['color'] == 'rgb' else clean
+        source = self._rgb_codes(window) if self.opt['color'] == 'rgb' else self._to_float(window)
         lq = degrade(source, kernel, self.noise, rng, self.opt['linear_light'], context)
-        gt = clean[:, context:clean.shape[1] - context, context:clean.shape[2] - context]
+        gt = self._to_float(window[context:window.shape[0] - context, context:window.shape[1] - context])
         return {
             'lq': torch.from_numpy(np.ascontiguousarray(lq)),
             'gt': torch.from_numpy(np.ascontiguousarray(gt)),

@@ -1,14 +1,16 @@
 """Timing of the NewBP crosstalk op (forward + backward), measured side by side.
 
-1. ``crosstalk(method='direct')`` vs autograd of ``F.pad`` + ``F.conv2d`` on the same
-   shapes (target: at most 1.1x the time);
+1. ``crosstalk(method='direct')`` vs the fastest known layout, autograd of F.pad + one grouped
+   ``F.conv2d`` with the batch folded into the groups (B·C planes, ``groups=B·C``, as deepinv
+   does; target: at most 1.0x its time), and vs the previous layout of the op (``groups=C`` over
+   the batch), at (8, 3, 256², 5x5) and (8, 32, 128², 5x5), and a channel-mixing kernel;
 2. the FFT path vs the direct one at 31x31 (target: at least 5x faster);
-3. a sweep of square kernel sizes 3..63, the source of ``FFT_MIN_KERNEL_SIZE``.
+3. a sweep of square kernel sizes 3..63 (B=4, 256x256), the source of ``FFT_MIN_KERNEL_SIZE``.
 
 Times are wall-clock ms of forward + backward (grad w.r.t. x; w.r.t. the kernel too
-where said), B=4, 256x256, reflect padding. Each pair of closures runs interleaved;
-the best time is the one compared (other processes on a shared machine only add
-time), the median is recorded beside it.
+where said), reflect padding. Each set of closures runs interleaved; the best time is the
+one compared (other processes on a shared machine only add time), the median is recorded
+beside it.
 
 Usage::
 
@@ -34,39 +36,56 @@ from newbp_plugin.ops.newbp import FFT_MIN_KERNEL_SIZE  # noqa: E402
 
 from report import save_json
 
-BATCH, SIZE, PADDING_MODE = 4, 256, 'reflect'
-COMPARE_CHANNELS, COMPARE_KERNELS = (3, 32), (5, 31)
-KERNEL_GRAD_SIZE = 5  # grad w.r.t. a 31x31 kernel takes seconds through F.conv2d's backward
+BATCH, SIZE, PADDING_MODE = 4, 256, 'reflect'  # the sweep
+# (batch, channels, size, kernel side, kernel grad, channel-mixing) of the layout comparison
+COMPARE_CASES = ((8, 3, 256, 5, False, False), (8, 32, 128, 5, False, False), (8, 3, 256, 5, True, False),
+                 (8, 32, 128, 5, True, False), (8, 3, 256, 5, False, True))
+COMPARE_CHANNELS = (3, 32)
 SWEEP_KERNELS = tuple(range(3, 22, 2)) + (25, 31, 39, 47, 55, 63)
 
 
-def conv2d_crosstalk(x, kernel, padding_mode):
-    """The baseline: plain autograd of F.pad + depthwise F.conv2d with the flipped PSF."""
+def _padded(x, kernel):
     kh, kw = kernel.shape[-2:]
-    mode = 'constant' if padding_mode == 'zeros' else padding_mode
-    padded = F.pad(x, (kw // 2, kw // 2, kh // 2, kh // 2), mode=mode)
-    weight = kernel.flip((-2, -1)).expand(x.shape[1], 1, kh, kw)
-    return F.conv2d(padded, weight, groups=x.shape[1])
+    return F.pad(x, (kw // 2, kw // 2, kh // 2, kh // 2), mode=PADDING_MODE)
 
 
-def direct_crosstalk(x, kernel, padding_mode):
-    return crosstalk(x, kernel, padding_mode, method='direct')
+def folded_conv2d(x, kernel):
+    """The fastest known layout: autograd of one grouped F.conv2d over B·C planes (the batch folded)."""
+    batch, channels, kh, kw = *x.shape[:2], *kernel.shape[-2:]
+    padded = _padded(x, kernel).reshape(1, batch * channels, *(s + k - 1 for s, k in zip(x.shape[-2:], (kh, kw))))
+    if kernel.dim() == 5:  # channel-mixing (1, C, C, kh, kw): one C x C group per sample
+        weight = kernel.flip((-2, -1)).expand(batch, channels, channels, kh, kw).reshape(-1, channels, kh, kw)
+        return F.conv2d(padded, weight, groups=batch).reshape(x.shape)
+    weight = kernel.flip((-2, -1)).expand(batch * channels, 1, kh, kw)
+    return F.conv2d(padded, weight, groups=batch * channels).reshape(x.shape)
 
 
-def fft_crosstalk(x, kernel, padding_mode):
-    return crosstalk(x, kernel, padding_mode, method='fft')
+def channel_grouped_conv2d(x, kernel):
+    """The previous layout of the op: ``groups=C`` over the batch (a dense conv for channel mixing)."""
+    channels, (kh, kw) = x.shape[1], kernel.shape[-2:]
+    if kernel.dim() == 5:
+        return F.conv2d(_padded(x, kernel), kernel[0].flip((-2, -1)))
+    return F.conv2d(_padded(x, kernel), kernel.flip((-2, -1)).expand(channels, 1, kh, kw), groups=channels)
 
 
-def forward_backward(op, channels, kernel_size, kernel_grad=False):
+def direct_crosstalk(x, kernel):
+    return crosstalk(x, kernel, PADDING_MODE, method='direct')
+
+
+def fft_crosstalk(x, kernel):
+    return crosstalk(x, kernel, PADDING_MODE, method='fft')
+
+
+def forward_backward(op, batch, channels, size, kernel_size, kernel_grad=False, mixing=False):
     """A closure running op forward and backward (grad w.r.t. x, and the kernel if asked)."""
-    x = torch.rand(BATCH, channels, SIZE, SIZE, requires_grad=True)
-    kernel = torch.rand(kernel_size, kernel_size)
+    x = torch.rand(batch, channels, size, size, requires_grad=True)
+    kernel = torch.rand(((1, channels, channels) if mixing else ()) + (kernel_size, kernel_size))
     kernel = (kernel / kernel.sum()).requires_grad_(kernel_grad)
-    grad_out = torch.rand(BATCH, channels, SIZE, SIZE)
+    grad_out = torch.rand(batch, channels, size, size)
 
     def run():
         x.grad = kernel.grad = None
-        op(x, kernel, PADDING_MODE).backward(grad_out)
+        op(x, kernel).backward(grad_out)
 
     return run
 
@@ -95,27 +114,23 @@ def best_and_median_ms(runs, budget_s, max_rounds=50):
     return [(round(min(times) * 1e3, 2), round(statistics.median(times) * 1e3, 2)) for times in samples]
 
 
-def compare_with_conv2d(budget_s):
+def compare_layouts(budget_s):
     rows = []
-    cases = [(c, k, False) for c in COMPARE_CHANNELS for k in COMPARE_KERNELS]
-    cases += [(c, KERNEL_GRAD_SIZE, True) for c in COMPARE_CHANNELS]
-    for channels, kernel_size, kernel_grad in cases:
-        runs = [forward_backward(op, channels, kernel_size, kernel_grad) for op in (direct_crosstalk, conv2d_crosstalk)]
-        (op_ms, op_median), (conv2d_ms, conv2d_median) = best_and_median_ms(runs, budget_s)
+    for batch, channels, size, kernel_size, kernel_grad, mixing in COMPARE_CASES:
+        ops = (direct_crosstalk, folded_conv2d, channel_grouped_conv2d)
+        runs = [forward_backward(op, batch, channels, size, kernel_size, kernel_grad, mixing) for op in ops]
+        (op_ms, op_median), (folded_ms, folded_median), (grouped_ms, grouped_median) = best_and_median_ms(
+            runs, budget_s)
         rows.append(
-            dict(
-                channels=channels,
-                kernel=kernel_size,
-                kernel_grad=kernel_grad,
-                op_ms=op_ms,
-                conv2d_ms=conv2d_ms,
-                ratio=round(op_ms / conv2d_ms, 3),
-                op_median_ms=op_median,
-                conv2d_median_ms=conv2d_median))
+            dict(batch=batch, channels=channels, size=size, kernel=kernel_size, kernel_grad=kernel_grad,
+                 channel_mixing=mixing, op_ms=op_ms, folded_conv2d_ms=folded_ms, channel_grouped_conv2d_ms=grouped_ms,
+                 ratio_to_folded=round(op_ms / folded_ms, 3), speedup_over_channel_grouped=round(grouped_ms / op_ms, 2),
+                 op_median_ms=op_median, folded_median_ms=folded_median, grouped_median_ms=grouped_median))
         print(
-            f'  C={channels:2d} k={kernel_size:2d} kernel_grad={kernel_grad!s:5}  op {op_ms:8.1f} ms  '
-            f'conv2d {conv2d_ms:8.1f} ms  ratio {op_ms / conv2d_ms:5.2f}  (medians {op_median:.1f} / '
-            f'{conv2d_median:.1f})',
+            f'  ({batch}, {channels:2d}, {size}², {kernel_size}x{kernel_size}) kernel_grad={kernel_grad!s:5} '
+            f'mixing={mixing!s:5}  op {op_ms:7.1f} ms  folded conv2d {folded_ms:7.1f} ms  (ratio '
+            f'{op_ms / folded_ms:4.2f})  groups=C conv2d {grouped_ms:7.1f} ms  (op {grouped_ms / op_ms:4.1f}x '
+            f'faster)',
             flush=True)
     return rows
 
@@ -124,7 +139,7 @@ def sweep_direct_vs_fft(budget_s):
     rows = []
     for channels in COMPARE_CHANNELS:
         for kernel_size in SWEEP_KERNELS:
-            runs = [forward_backward(op, channels, kernel_size) for op in (direct_crosstalk, fft_crosstalk)]
+            runs = [forward_backward(op, BATCH, channels, SIZE, kernel_size) for op in (direct_crosstalk, fft_crosstalk)]
             (direct_ms, direct_median), (fft_ms, fft_median) = best_and_median_ms(runs, budget_s)
             rows.append(
                 dict(
@@ -178,11 +193,11 @@ def main():
     budget_s = 1.0 if args.quick else 4.0
     load_before = os.getloadavg()[0]
 
-    print(f'B={BATCH}, {SIZE}x{SIZE}, {PADDING_MODE} padding, forward + backward, {args.threads} threads, '
-          f'best of {budget_s:g} s of repeats (2 at least); load average {load_before:.2f}')
-    print('crosstalk (direct) vs autograd of F.pad + F.conv2d (target ratio <= 1.1):')
-    comparison = compare_with_conv2d(budget_s)
-    print('direct vs FFT, crossover sweep (target at 31x31: FFT >= 5x faster):')
+    print(f'{PADDING_MODE} padding, forward + backward, {args.threads} threads, best of {budget_s:g} s of '
+          f'repeats (2 at least); load average {load_before:.2f}')
+    print('crosstalk (direct) vs autograd of the batch-folded grouped F.conv2d (target ratio <= 1.0):')
+    comparison = compare_layouts(budget_s)
+    print(f'direct vs FFT, crossover sweep at B={BATCH}, {SIZE}x{SIZE} (target at 31x31: FFT >= 5x faster):')
     sweep = sweep_direct_vs_fft(budget_s)
     crossovers = {channels: crossover(sweep, channels) for channels in COMPARE_CHANNELS}
     recommended, worst = recommended_fft_min_kernel_size(sweep)
@@ -202,7 +217,7 @@ def main():
             omp_wait_policy=os.environ.get('OMP_WAIT_POLICY', 'default'),
             load_average_before=round(load_before, 2),
             load_average_after=round(os.getloadavg()[0], 2)),
-        crosstalk_vs_conv2d=comparison,
+        crosstalk_vs_conv2d_layouts=comparison,
         direct_vs_fft=sweep,
         fft_faster_from_kernel={
             str(channels): size

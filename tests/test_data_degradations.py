@@ -119,8 +119,8 @@ def test_blur_is_the_true_convolution_of_the_head(kernel):
     clean = np.random.default_rng(0).random((3, 37, 45), dtype=np.float32)
     blurred = degrade(clean, kernel, NO_NOISE, np.random.default_rng(0), linear_light=False)
     np.testing.assert_allclose(blurred, scipy_blur(clean, kernel), atol=2e-6)
-    head = crosstalk(torch.from_numpy(clean)[None], torch.from_numpy(kernel), padding_mode='reflect',
-                     cross_channel=kernel.ndim == 4)[0]
+    head = crosstalk(torch.from_numpy(clean)[None], torch.from_numpy(kernel[None] if kernel.ndim == 4 else kernel),
+                     padding_mode='reflect')[0]
     np.testing.assert_allclose(blurred, head.numpy(), atol=2e-6)
 
 

@@ -8,6 +8,8 @@ from basicsr.losses import build_loss
 from basicsr.utils.color_util import rgb2ycbcr_pt
 from scipy.signal import convolve2d
 
+from tests.reference import scipy_crosstalk
+
 
 def _psnr_db(a, b, eps=1e-8):
     """PSNR in dB of images in [0, 1], per image, with the loss's epsilon on the MSE."""
@@ -73,15 +75,32 @@ def test_redegradation_loss_ignores_residuals_within_noise_margin():
     rng = np.random.default_rng(2)
     clean = torch.tensor(rng.uniform(size=(2, 3, 16, 16)))
     kernel = torch.tensor(ASYMMETRIC)
-    from newbp_plugin.ops import crosstalk
     sigma = 0.01
-    lq = crosstalk(clean, kernel, padding_mode='reflect') + torch.empty_like(clean).uniform_(-sigma, sigma)
+    lq = (scipy_crosstalk(clean.numpy(), ASYMMETRIC) + rng.uniform(-sigma, sigma, size=clean.shape))
+    lq = torch.tensor(lq)
     loss = build_loss({'type': 'RedegradationLoss', 'margin': 1.0, 'sigma': sigma, 'linear_light': False})
     assert loss(clean, lq, kernel).item() == 0.0
     assert loss(clean + 0.1, lq, kernel).item() > 0
-    # per-sample sigma from the batch overrides the constant
-    per_sample = torch.tensor([sigma, sigma]).reshape(2, 1, 1, 1)
-    assert loss(clean, lq, kernel, sigma=per_sample).item() == 0.0
+    # per-sample sigma from the batch overrides the constant: a tight second sample costs what it exceeds
+    tight = build_loss({'type': 'RedegradationLoss', 'margin': 1.0, 'sigma': sigma / 10, 'linear_light': False})
+    assert tight(clean, lq, kernel).item() > 0
+    assert tight(clean, lq, kernel, sigma=torch.tensor([sigma, sigma]).reshape(2, 1, 1, 1)).item() == 0.0
+    per_sample = torch.tensor([sigma, sigma / 10], dtype=torch.float64).reshape(2, 1, 1, 1)
+    excess = np.clip(np.abs(scipy_crosstalk(clean.numpy()[1:], ASYMMETRIC) - lq.numpy()[1:]) - sigma / 10, 0, None)
+    expected = (excess / (sigma / 10)).sum() / clean.numel()
+    assert tight(clean, lq, kernel, sigma=per_sample).item() == pytest.approx(expected, rel=1e-10)
+
+
+def test_redegradation_loss_takes_per_sample_channel_mixing_kernels():
+    # (B, C, C, k, k), as CrosstalkDataset collates cross_channel specs: the loss crashed on them.
+    rng = np.random.default_rng(4)
+    pred = rng.uniform(size=(2, 3, 10, 11))
+    lq = rng.uniform(size=pred.shape)
+    kernels = rng.uniform(size=(2, 3, 3, 3, 3)) / 27
+    loss = build_loss({'type': 'RedegradationLoss', 'linear_light': False})
+    reblurred = scipy_crosstalk(pred, kernels)
+    value = loss(torch.tensor(pred), torch.tensor(lq), torch.tensor(kernels)).item()
+    assert value == pytest.approx(np.abs(reblurred - lq).mean(), rel=1e-10)
 
 
 def test_redegradation_loss_in_linear_light_matches_the_dataset():

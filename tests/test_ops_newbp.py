@@ -6,10 +6,11 @@ import torch.nn.functional as F
 from scipy.signal import convolve2d
 
 from newbp_plugin.ops import crosstalk, fft_conv
+from newbp_plugin.ops.newbp import FOLD_MIXING_MAX_CHANNELS
 
 PADDING_MODES = ('zeros', 'reflect', 'replicate', 'circular')
 METHODS = ('direct', 'fft')
-KERNEL_LAYOUTS = ('shared', 'per_channel', 'per_sample', 'cross_channel')
+KERNEL_LAYOUTS = ('shared', 'per_channel', 'per_sample', 'mixing', 'per_sample_mixing')
 
 
 @pytest.fixture(autouse=True, scope='module')
@@ -22,34 +23,34 @@ def single_thread():
 
 
 def make_kernel(layout, batch, channels, size, dtype=torch.float64, seed=0):
-    """Random kernel of the given layout; returns (kernel, cross_channel flag)."""
+    """Random kernel of the given layout (the convention of ``crosstalk``'s docstring)."""
     generator = torch.Generator().manual_seed(seed)
     leading = {
         'shared': (),
         'per_channel': (channels, ),
         'per_sample': (batch, channels),
-        'cross_channel': (channels, channels)
+        'mixing': (1, channels, channels),
+        'per_sample_mixing': (batch, channels, channels),
     }[layout]
-    kernel = torch.rand(leading + size, generator=generator, dtype=dtype)
-    return kernel, layout == 'cross_channel'
+    return torch.rand(leading + size, generator=generator, dtype=dtype)
 
 
-def full_weights(kernel, batch, channels, cross_channel):
+def full_weights(kernel, batch, channels):
     """Per-sample (B, C_out, C_in, kh, kw) PSFs of any layout, the channel mixing spelt out."""
-    if cross_channel:
-        return kernel.expand(batch, *kernel.shape)
+    if kernel.dim() == 5:
+        return kernel.expand(batch, *kernel.shape[1:])
     per_sample = kernel.expand(batch, channels, *kernel.shape[-2:])
     eye = torch.eye(channels, dtype=kernel.dtype)
     return eye[None, :, :, None, None] * per_sample[:, :, None]
 
 
-def reference_crosstalk(x, kernel, padding_mode, cross_channel):
+def reference_crosstalk(x, kernel, padding_mode):
     """Plain autograd: per sample, F.pad then a full F.conv2d with the flipped PSF."""
     batch, channels = x.shape[:2]
     kh, kw = kernel.shape[-2:]
     mode = 'constant' if padding_mode == 'zeros' else padding_mode
     padded = F.pad(x, (kw // 2, kw // 2, kh // 2, kh // 2), mode=mode)
-    weights = full_weights(kernel, batch, channels, cross_channel).flip((-2, -1))
+    weights = full_weights(kernel, batch, channels).flip((-2, -1))
     return torch.cat([F.conv2d(padded[b:b + 1], weights[b]) for b in range(batch)])
 
 
@@ -63,12 +64,12 @@ def relative_error(actual, expected):
 def test_matches_autograd_of_conv2d(padding_mode, layout, method):
     batch, channels = 2, 3
     x = torch.randn(batch, channels, 9, 11, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
-    kernel, cross_channel = make_kernel(layout, batch, channels, (3, 5))
+    kernel = make_kernel(layout, batch, channels, (3, 5))
     grad_out = torch.randn(x.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
     results = []
     for op in (lambda *a: crosstalk(*a, method=method), reference_crosstalk):
         x_leaf, kernel_leaf = x.clone().requires_grad_(), kernel.clone().requires_grad_()
-        out = op(x_leaf, kernel_leaf, padding_mode, cross_channel)
+        out = op(x_leaf, kernel_leaf, padding_mode)
         out.backward(grad_out)
         results.append((out.detach(), x_leaf.grad, kernel_leaf.grad))
     for name, actual, expected in zip(('forward', 'grad_x', 'grad_kernel'), *results):
@@ -78,12 +79,12 @@ def test_matches_autograd_of_conv2d(padding_mode, layout, method):
 
 @pytest.mark.parametrize('method', METHODS)
 @pytest.mark.parametrize('layout,padding_mode', [('shared', 'reflect'), ('per_sample', 'circular'),
-                                                 ('cross_channel', 'replicate'), ('per_channel', 'zeros')])
+                                                 ('per_sample_mixing', 'replicate'), ('mixing', 'reflect'), ('per_channel', 'zeros')])
 def test_gradcheck(layout, padding_mode, method):
     x = torch.randn(2, 2, 5, 6, dtype=torch.float64, requires_grad=True)
-    kernel, cross_channel = make_kernel(layout, 2, 2, (3, 3))
+    kernel = make_kernel(layout, 2, 2, (3, 3))
     kernel.requires_grad_()
-    assert torch.autograd.gradcheck(lambda x, k: crosstalk(x, k, padding_mode, cross_channel, method=method),
+    assert torch.autograd.gradcheck(lambda x, k: crosstalk(x, k, padding_mode, method=method),
                                     (x, kernel))
 
 
@@ -136,13 +137,13 @@ def test_seed_1d_example_is_jacobian_and_its_transpose(method):
 def test_fft_matches_direct_float32_large_kernel(layout):
     batch, channels = 2, 3
     x = torch.rand(batch, channels, 48, 40, generator=torch.Generator().manual_seed(4))
-    kernel, cross_channel = make_kernel(layout, batch, channels, (31, 31), dtype=torch.float32)
+    kernel = make_kernel(layout, batch, channels, (31, 31), dtype=torch.float32)
     kernel = kernel / kernel.sum((-2, -1), keepdim=True)
     grad_out = torch.rand(x.shape, generator=torch.Generator().manual_seed(5))
     results = []
     for method in METHODS:
         x_leaf, kernel_leaf = x.clone().requires_grad_(), kernel.clone().requires_grad_()
-        out = crosstalk(x_leaf, kernel_leaf, 'reflect', cross_channel, method=method)
+        out = crosstalk(x_leaf, kernel_leaf, 'reflect', method=method)
         out.backward(grad_out)
         results.append((out.detach(), x_leaf.grad, kernel_leaf.grad))
     for name, fft, direct in zip(('forward', 'grad_x', 'grad_kernel'), results[1], results[0]):
@@ -156,12 +157,12 @@ def test_fft_blocks_cover_batch_and_groups(layout, block_elements, monkeypatch):
     monkeypatch.setattr(fft_conv, '_CPU_BLOCK_ELEMENTS', block_elements)
     batch, channels = 3, 4
     x = torch.rand(batch, channels, 7, 6, dtype=torch.float64)
-    kernel, cross_channel = make_kernel(layout, batch, channels, (3, 3))
+    kernel = make_kernel(layout, batch, channels, (3, 3))
     grad_out = torch.rand(x.shape, dtype=torch.float64)
     results = []
     for op in (lambda *a: crosstalk(*a, method='fft'), reference_crosstalk):
         x_leaf, kernel_leaf = x.clone().requires_grad_(), kernel.clone().requires_grad_()
-        out = op(x_leaf, kernel_leaf, 'replicate', cross_channel)
+        out = op(x_leaf, kernel_leaf, 'replicate')
         out.backward(grad_out)
         results.append((out.detach(), x_leaf.grad, kernel_leaf.grad))
     for name, actual, expected in zip(('forward', 'grad_x', 'grad_kernel'), *results):
@@ -197,7 +198,9 @@ def test_numpy_kernel_is_moved_to_input_dtype():
     (dict(kernel=torch.ones(4, 3)), r'kernel size 4x3 must be odd'),
     (dict(kernel=torch.ones(4, 3, 3)), r'kernel shape \(4, 3, 3\) does not fit x shape \(2, 3, 8, 8\)'),
     (dict(kernel=torch.ones(3, 2, 3, 3)), r'kernel shape \(3, 2, 3, 3\) does not fit'),
-    (dict(kernel=torch.ones(3, 3), cross_channel=True), r'expected \(3, 3, kh, kw\) with cross_channel=True'),
+    (dict(kernel=torch.ones(1, 2, 3, 3, 3)), r'kernel shape \(1, 2, 3, 3, 3\) does not fit.*channel-mixing '
+     r'\(1\|2, 3, 3, kh, kw\)'),
+    (dict(kernel=torch.ones(4, 3, 3, 3, 3)), r'kernel shape \(4, 3, 3, 3, 3\) does not fit'),
 ])
 def test_errors_name_the_problem(kwargs, message):
     with pytest.raises(ValueError, match=message):
@@ -207,3 +210,20 @@ def test_errors_name_the_problem(kwargs, message):
 def test_rejects_non_image_input():
     with pytest.raises(ValueError, match=r'\(B, C, H, W\) float tensor, got shape \(3, 8, 8\)'):
         crosstalk(torch.rand(3, 8, 8), torch.ones(3, 3))
+
+
+@pytest.mark.parametrize('channels', [FOLD_MIXING_MAX_CHANNELS, FOLD_MIXING_MAX_CHANNELS + 1])
+@pytest.mark.parametrize('layout', ['shared', 'mixing'])
+def test_batch_folded_and_unfolded_layouts_agree(layout, channels):
+    # A mixing kernel shared by the batch folds up to FOLD_MIXING_MAX_CHANNELS channels, and runs
+    # batched above; both must equal the per-sample reference, forward and backward.
+    x = torch.randn(3, channels, 7, 8, dtype=torch.float64)
+    kernel = make_kernel(layout, 3, channels, (3, 5))
+    grad_out = torch.randn(x.shape, dtype=torch.float64)
+    results = []
+    for op in (lambda *a: crosstalk(*a, method='direct'), reference_crosstalk):
+        x_leaf, kernel_leaf = x.clone().requires_grad_(), kernel.clone().requires_grad_()
+        op(x_leaf, kernel_leaf, 'reflect').backward(grad_out)
+        results.append((x_leaf.grad, kernel_leaf.grad))
+    for name, actual, expected in zip(('grad_x', 'grad_kernel'), *results):
+        assert relative_error(actual, expected) <= 1e-10, name

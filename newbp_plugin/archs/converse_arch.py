@@ -7,22 +7,18 @@ Restoration", arXiv 2508.09824, ConverseNet), computed with the stable
 - :class:`ConverseBlock`, :class:`ConverseBlockAlphaVariant`: ConverseNet's blocks.
 - :class:`KernelConverse`: the non-blind operator, driven by the known sensor kernel K.
 
-Kernel layouts shared by :class:`KernelConverse` and the NewBP head (``newbp_arch.py``): a
-PSF is ``(kh, kw)`` for every channel, ``(C, kh, kw)`` per channel, ``(B, C, kh, kw)`` per
-sample, or channel-mixing ``(1|B, C, C, kh, kw)`` (``y_c = Σ_c' K[c, c'] * x_c'``), odd-sized
-and centred at ``(kh // 2, kw // 2)``. These modules are parts of networks, not networks,
-so none is registered in ARCH_REGISTRY.
+Kernels follow the plugin's one convention (:mod:`newbp_plugin.sensor.layout`). These modules
+are parts of networks, not networks, so none is registered in ARCH_REGISTRY.
 """
 import math
-import os
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from newbp_plugin.archs.layer_norm import LayerNorm2d
-from newbp_plugin.kernels import build_kernel, is_random_spec
 from newbp_plugin.ops import converse2d, crosstalk
+from newbp_plugin.sensor.layout import is_channel_mixing, physical_kernel, select_kernel
 
 PAD_MODES = ('reflect', 'replicate', 'circular', 'constant')  # modes of F.pad, as in the seed
 LAMBDA_OFFSET = 9.0  # λ = sigmoid(bias - LAMBDA_OFFSET) + eps (seed 004)
@@ -172,59 +168,6 @@ class ConverseBlockAlphaVariant(ConverseBlock):
 
 
 # ------------------------------------------------------------------ known sensor kernels
-
-
-def physical_kernel(kernel, channels, owner):
-    """The sensor kernel of a kernel option, as a float32 tensor in the layouts of this module.
-
-    Args:
-        kernel (dict | str | list | Tensor | ndarray | None): a fixed kernel spec of
-            :func:`newbp_plugin.kernels.build_kernel` (``{type: crosstalk, ...}``, a PSF file),
-            or the PSF itself: (kh, kw), (C, kh, kw), or channel-mixing (C, C, kh, kw).
-        channels (int): C, the image channels.
-        owner (str): the module's name, for error messages.
-
-    Returns:
-        Tensor | None: (kh, kw), (C, kh, kw) or (1, C, C, kh, kw) (channel-mixing); None for None.
-    """
-    if kernel is None:
-        return None
-    if isinstance(kernel, (dict, str, list, os.PathLike)):
-        if is_random_spec(kernel):
-            raise ValueError(f'{owner}: the kernel spec {kernel!r} is random; a fixed kernel is built once. Leave '
-                             'kernel unset and pass the batch kernels to forward(kernel=...) (NewBPModel does, '
-                             'from the dataset), or give a fixed spec.')
-        kernel = build_kernel(kernel)
-    kernel = torch.as_tensor(kernel, dtype=torch.float32).clone()
-    layouts = {2: (), 3: (channels, ), 4: (channels, channels)}
-    if kernel.dim() not in layouts or tuple(kernel.shape[:-2]) != layouts[kernel.dim()]:
-        raise ValueError(f'{owner}: kernel of shape {tuple(kernel.shape)} does not fit {channels}-channel images; '
-                         f'expected (kh, kw), ({channels}, kh, kw) or ({channels}, {channels}, kh, kw)')
-    if kernel.shape[-2] % 2 == 0 or kernel.shape[-1] % 2 == 0:
-        raise ValueError(f'{owner}: kernel size {tuple(kernel.shape[-2:])} must be odd (centred PSF)')
-    return kernel.unsqueeze(0) if kernel.dim() == 4 else kernel
-
-
-def select_kernel(given, own, owner, own_wins=False):
-    """The kernel a forward pass uses: the per-call ``given`` one, else the module's own.
-
-    Args:
-        given (Tensor | None): the kernel passed to ``forward``.
-        own (Tensor | None): the module's buffer or parameter.
-        owner (str): the module's name, for the error message.
-        own_wins (bool): use ``own`` even when a kernel is given (a learned kernel). Default: False.
-    """
-    if own is not None and (given is None or own_wins):
-        return own
-    if given is None:
-        raise ValueError(f'{owner}: no kernel. Build it with a fixed kernel spec (option kernel), or pass '
-                         'forward(..., kernel=...) (NewBPModel passes the batch kernels of CrosstalkDataset).')
-    return given
-
-
-def is_channel_mixing(kernel):
-    """Whether a kernel in the layouts of this module is channel-mixing, (1|B, C, C, kh, kw)."""
-    return kernel.dim() == 5
 
 
 def convolution_power(kernel, power):

@@ -14,12 +14,11 @@ from basicsr.utils.registry import ARCH_REGISTRY
 from torch import nn
 
 from newbp_plugin.archs.checkpoint import load_checkpoint
-from newbp_plugin.archs.converse_arch import (PAD_MODES, ConverseBlock, ConverseBlockAlphaVariant, KernelConverse,
-                                              is_channel_mixing, physical_kernel, select_kernel)
+from newbp_plugin.archs.converse_arch import PAD_MODES, ConverseBlock, ConverseBlockAlphaVariant, KernelConverse
 from newbp_plugin.archs.nafnet_arch import NAFNet
-from newbp_plugin.ops import crosstalk
-from newbp_plugin.ops.color import linear_to_srgb, srgb_to_linear
 from newbp_plugin.ops.newbp import PADDING_MODES
+from newbp_plugin.sensor import is_channel_mixing, physical_kernel, select_kernel
+from newbp_plugin.sensor.optics import SensorOptics
 from newbp_plugin.options import check_options
 from newbp_plugin.registration import register
 
@@ -29,31 +28,6 @@ HEADS = ('newbp', 'none')
 SKIPS = ('input', 'none', 'converse')
 OUTPUTS = ('direct', 'residual')
 CONVERSE_BLOCKS = {'plain': ConverseBlock, 'alpha': ConverseBlockAlphaVariant}
-
-
-def apply_kernel(s, kernel, padding_mode):
-    """``K * s`` with :func:`~newbp_plugin.ops.crosstalk` for every kernel layout of ``converse_arch``.
-
-    Args:
-        s (Tensor): (B, C, H, W).
-        kernel (Tensor): (kh, kw), (C, kh, kw), (B, C, kh, kw), or channel-mixing
-            (1|B, C, C, kh, kw) (one per sample, or one for all).
-        padding_mode (str): boundary of the convolution, see ``ops.crosstalk``.
-
-    Returns:
-        Tensor: (B, C, H, W).
-    """
-    if not is_channel_mixing(kernel):
-        return crosstalk(s, kernel, padding_mode=padding_mode)
-    if kernel.shape[0] == 1:
-        return crosstalk(s, kernel[0], padding_mode=padding_mode, cross_channel=True)
-    if kernel.shape[0] != s.shape[0]:
-        raise ValueError(f'channel-mixing kernels {tuple(kernel.shape)}: one per sample of a batch of '
-                         f'{s.shape[0]}, or one for all (leading 1) expected')
-    return torch.cat([
-        crosstalk(sample[None], sample_kernel, padding_mode=padding_mode, cross_channel=True)
-        for sample, sample_kernel in zip(s, kernel)
-    ])
 
 
 class NewBPHead(nn.Module):
@@ -67,35 +41,33 @@ class NewBPHead(nn.Module):
             kernel is given per call. Default: None.
         learnable_kernel (bool): make ``kernel`` a parameter, initialised from the spec and
             unconstrained; it is then used even when a kernel is given per call. Default: False.
-        padding_mode (str): boundary of the convolution, one of 'zeros', 'reflect', 'replicate',
-            'circular' ('reflect': as CrosstalkDataset degrades). Default: 'reflect'.
+        optics (SensorOptics | None): how K meets the border (its ``padding_mode``); the head
+            applies K to S as it is (S is already in the light K acts on). Default: the sensor's
+            defaults (reflect, as CrosstalkDataset degrades).
 
     Shape:
-        forward(s, kernel=None): s (B, C, H, W); kernel per call (kh, kw), (C, kh, kw),
-        (B, C, kh, kw) or channel-mixing (1|B, C, C, kh, kw), used instead of a fixed buffer
-        -> (B, C, H, W).
+        forward(s, kernel=None): s (B, C, H, W); kernel per call in any layout of
+        :mod:`newbp_plugin.sensor.layout`, used instead of a fixed buffer -> (B, C, H, W).
     """
 
-    def __init__(self, channels=3, kernel=None, learnable_kernel=False, padding_mode='reflect'):
+    def __init__(self, channels=3, kernel=None, learnable_kernel=False, optics=None):
         super().__init__()
-        if padding_mode not in PADDING_MODES:
-            raise ValueError(f'NewBPHead: padding_mode {padding_mode!r} is not one of {PADDING_MODES}')
         kernel = physical_kernel(kernel, channels, 'NewBPHead')
         if learnable_kernel and kernel is None:
             raise ValueError('NewBPHead: learnable_kernel needs a kernel (spec or PSF) to start from')
         self.learnable_kernel = learnable_kernel
-        self.padding_mode = padding_mode
+        self.optics = SensorOptics() if optics is None else optics
         if learnable_kernel:
             self.kernel = nn.Parameter(kernel)
         else:
             self.register_buffer('kernel', kernel)
 
     def extra_repr(self):
-        return f'learnable_kernel={self.learnable_kernel}, padding_mode={self.padding_mode!r}'
+        return f'learnable_kernel={self.learnable_kernel}, optics={self.optics}'
 
     def forward(self, s, kernel=None):
         kernel = select_kernel(kernel, self.kernel, 'NewBPHead', own_wins=self.learnable_kernel)
-        return apply_kernel(s, kernel, self.padding_mode)
+        return self.optics.blur(s, kernel)
 
 
 @register(ARCH_REGISTRY)
@@ -209,7 +181,6 @@ class NewBPNAFNet(nn.Module):
 
         self.skip = skip
         self.output = output
-        self.linear_light = bool(linear_light) and head == 'newbp'
         self.learnable_kernel = learnable_kernel
         self.body = NAFNet(img_channel, width, middle_blk_num, enc_blk_nums, dec_blk_nums)
         if pretrain_body is not None:
@@ -232,7 +203,8 @@ class NewBPNAFNet(nn.Module):
         skip_power = 2 if head == 'newbp' else 1
         self.skip_inverse = (KernelConverse(img_channel, kernel_power=skip_power, **kernel_converse_options)
                              if skip == 'converse' else None)
-        self.head = NewBPHead(img_channel, padding_mode=head_padding_mode) if head == 'newbp' else None
+        self.optics = SensorOptics(bool(linear_light) and head == 'newbp', head_padding_mode)  # as the data's
+        self.head = NewBPHead(img_channel, optics=self.optics) if head == 'newbp' else None
 
         if learnable_kernel:
             self.kernel = nn.Parameter(kernel)
@@ -262,9 +234,9 @@ class NewBPNAFNet(nn.Module):
         """Ŷ, or (Ŷ, S) when ``return_s``; ``kernel``: the per-sample kernels (see NewBPHead)."""
         if self.head is not None or self.entrance is not None or self.skip_inverse is not None:
             kernel = select_kernel(kernel, self.kernel, 'NewBPNAFNet', own_wins=self.learnable_kernel)
-        x_physical = srgb_to_linear(x) if self.linear_light else x
+        x_physical = self.optics.to_linear(x)
         entrance = x_physical if self.entrance is None else self.entrance(x_physical, kernel)
-        body_input = x if self.entrance is None else (linear_to_srgb(entrance) if self.linear_light else entrance)
+        body_input = x if self.entrance is None else self.optics.to_encoded(entrance)
         s = self.body_output(body_input)
         if self.skip == 'input':
             s = s + entrance
@@ -276,7 +248,6 @@ class NewBPNAFNet(nn.Module):
             restored = self.head(s, kernel)
             if self.output == 'residual':
                 restored = x_physical + restored
-            if self.linear_light:
-                restored = linear_to_srgb(restored)
+            restored = self.optics.to_encoded(restored)
         return (restored, s) if return_s else restored
 

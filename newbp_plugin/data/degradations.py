@@ -259,8 +259,9 @@ def blur(signal, kernel, context=0):
     kernel = torch.as_tensor(kernel)
     blurred = _opencv_blur(signal, kernel)
     if blurred is None:
-        blurred = crosstalk(torch.from_numpy(np.ascontiguousarray(signal))[None], kernel, padding_mode='reflect',
-                            cross_channel=kernel.dim() == 4)[0].numpy()
+        mixing = kernel.dim() == 4  # (C, C, kh, kw) from build_kernel: one for all in the batch layout
+        blurred = crosstalk(torch.from_numpy(np.ascontiguousarray(signal))[None], kernel[None] if mixing else kernel,
+                            padding_mode='reflect')[0].numpy()
     return blurred[:, context:height - context, context:width - context]
 
 

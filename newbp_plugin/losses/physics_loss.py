@@ -3,9 +3,8 @@ import torch
 from basicsr.utils.registry import LOSS_REGISTRY
 from torch import nn
 
-from newbp_plugin.ops import crosstalk
-from newbp_plugin.ops.color import linear_to_srgb, srgb_to_linear
 from newbp_plugin.registration import register
+from newbp_plugin.sensor.optics import SensorOptics
 
 
 @register(LOSS_REGISTRY)
@@ -15,8 +14,8 @@ class RedegradationLoss(nn.Module):
     ``L = loss_weight * mean( max(|B(Ŷ) - X| - margin * σ, 0) / σ )``
 
     with ``B(Ŷ) = srgb(K * linear(Ŷ))`` the restored image degraded again as the
-    data was (the same true convolution as CrosstalkDataset and the NewBP head, in
-    linear light when ``linear_light``; ``K * Ŷ`` otherwise), ``X`` the degraded input and
+    data was (:class:`~newbp_plugin.sensor.optics.SensorOptics`, the optics of CrosstalkDataset
+    and the NewBP head; ``K * Ŷ`` without linear light), ``X`` the degraded input and
     ``σ`` the noise standard deviation (per sample, per pixel, or a constant).
     Residuals within ``margin`` noise deviations cost nothing: the restored
     image must explain the measurement up to its noise, not reproduce the noise.
@@ -37,17 +36,13 @@ class RedegradationLoss(nn.Module):
         self.loss_weight = loss_weight
         self.margin = margin
         self.sigma = sigma
-        self.padding_mode = padding_mode
-        self.linear_light = linear_light
+        self.optics = SensorOptics(linear_light, padding_mode)
 
     def forward(self, pred, lq, kernel, sigma=None):
-        """pred, lq: (B, C, H, W); kernel: any layout of ``ops.crosstalk``; sigma: broadcastable or None."""
+        """pred, lq: (B, C, H, W); kernel: any layout of :mod:`newbp_plugin.sensor.layout`; sigma:
+        broadcastable or None."""
         sigma = self.sigma if sigma is None else sigma
-        if self.linear_light:
-            redegraded = linear_to_srgb(crosstalk(srgb_to_linear(pred), kernel, padding_mode=self.padding_mode))
-        else:
-            redegraded = crosstalk(pred, kernel, padding_mode=self.padding_mode)
-        residual = (redegraded - lq).abs()
+        residual = (self.optics.apply(pred, kernel) - lq).abs()
         return self.loss_weight * (torch.clamp(residual - self.margin * sigma, min=0) / sigma).mean()
 
 

@@ -15,6 +15,9 @@ METHODS = ('auto', 'direct', 'fft')
 # 2 CPU threads; benchmarks/results/ops.json): FFT speed-up at 9x9 0.92x (C=3) and 0.90x
 # (C=32); at 11x11 1.82x and 0.89x (1.02x in an earlier run); above 13x13 > 1 for both.
 FFT_MIN_KERNEL_SIZE = 11
+# A channel-mixing kernel shared by the batch folds the batch into groups up to this many channels
+# (benchmarks/ops.py: 5x faster at C=3, 0.84x at C=32, forward + backward, one thread).
+FOLD_MIXING_MAX_CHANNELS = 4
 
 _F_PAD_MODES = {'zeros': 'constant', 'reflect': 'reflect', 'replicate': 'replicate', 'circular': 'circular'}
 
@@ -54,21 +57,26 @@ class DirectConvolution(torch.autograd.Function):
         return grad_padded, grad_weight, None
 
 
-def crosstalk(x, kernel, padding_mode='zeros', cross_channel=False, method='auto'):
+def crosstalk(x, kernel, padding_mode='zeros', method='auto'):
     """Apply the crosstalk kernel K to x as a true convolution: ``y = K * x``.
 
     K is a point-spread function centred at ``(kh // 2, kw // 2)``: a unit impulse
     in x becomes K in y. The output has the size of x; outside x the image is
     continued by ``padding_mode``. Float16/bfloat16 inputs are computed in float32.
 
+    Kernel layouts (the number of dimensions tells them apart; :mod:`newbp_plugin.sensor`
+    uses the same convention everywhere)::
+
+        (kh, kw)                 one PSF for every channel and sample
+        (C, kh, kw)              one PSF per channel
+        (1|B, C, kh, kw)         per sample (depthwise)
+        (1|B, C, C, kh, kw)      channel-mixing, one for all or per sample: y_c = Σ_c' K[c, c'] * x_c'
+
     Args:
         x (Tensor): (B, C, H, W) image, float.
-        kernel (Tensor | ndarray): odd-sized PSF, one of (kh, kw) shared by all
-            channels, (C, kh, kw) per channel, (B, C, kh, kw) per sample, or with
-            ``cross_channel=True`` (C, C, kh, kw): ``y_c = Σ_c' K[c, c'] * x_c'``.
-            Moved to the device and dtype of x; gradients flow to it.
+        kernel (Tensor | ndarray): odd-sized PSF in one of the layouts above. Moved to the
+            device and dtype of x; gradients flow to it.
         padding_mode (str): one of 'zeros', 'reflect', 'replicate', 'circular'.
-        cross_channel (bool): whether kernel is the full channel-mixing (C, C, kh, kw) one.
         method (str): 'direct' (spatial convolution), 'fft' (real FFTs) or 'auto'
             (FFT when kh * kw >= FFT_MIN_KERNEL_SIZE ** 2).
 
@@ -83,26 +91,50 @@ def crosstalk(x, kernel, padding_mode='zeros', cross_channel=False, method='auto
         raise ValueError(f'crosstalk: x must be a (B, C, H, W) float tensor, got {_describe(x)}')
     compute_dtype = torch.float32 if x.dtype in (torch.float16, torch.bfloat16) else x.dtype
     kernel = torch.as_tensor(kernel).to(device=x.device, dtype=compute_dtype)
-    _check_kernel(kernel, x.shape, cross_channel)
+    _check_kernel(kernel, x.shape)
 
     batch, channels, height, width = x.shape
     kh, kw = kernel.shape[-2:]
     padded = F.pad(x.to(compute_dtype), (kw // 2, kw // 2, kh // 2, kh // 2), mode=_F_PAD_MODES[padding_mode])
-    # Every kernel layout as one grouped convolution (depthwise is the fastest direct layout).
-    if kernel.dim() == 2:
-        weight, groups = kernel.expand(channels, 1, kh, kw), channels
-    elif kernel.dim() == 3:
-        weight, groups = kernel.unsqueeze(1), channels
-    elif cross_channel:
-        weight, groups = kernel, 1
-    else:
-        padded = padded.reshape(1, batch * channels, *padded.shape[-2:])
-        weight, groups = kernel.reshape(batch * channels, 1, kh, kw), batch * channels
-
     use_fft = method == 'fft' or (method == 'auto' and kh * kw >= FFT_MIN_KERNEL_SIZE**2)
+    padded, weight, groups = _grouped_layout(padded, kernel, fold_batch=not use_fft)
     convolution = FFTConvolution if use_fft else DirectConvolution
     out = convolution.apply(padded, weight, groups)
     return out.reshape(batch, channels, height, width).to(x.dtype)
+
+
+def _grouped_layout(padded, kernel, fold_batch):
+    """Every kernel layout as one grouped convolution ``(input, weight, groups)``.
+
+    Folding the batch into the groups (one image of B·C planes, as deepinv does) is the fastest
+    direct layout: forward + backward at (8, 3, 256², 5×5), one thread, 8 ms against 88 ms for
+    ``groups=C`` over the batch (benchmarks/ops.py). The FFT path keeps a kernel shared by the
+    batch unfolded (one OTF per channel, not per plane). A channel-mixing kernel shared by the
+    batch folds only for few channels: dense C×C groups of 32 channels run faster batched.
+
+    Args:
+        padded (Tensor): (B, C, Hp, Wp).
+        kernel (Tensor): a layout of :func:`crosstalk`.
+        fold_batch (bool): fold the batch wherever the kernel allows it.
+
+    Returns:
+        tuple: input (N, G·ci, Hp, Wp), weight (G·co, ci, kh, kw), groups G.
+    """
+    batch, channels = padded.shape[:2]
+    kh, kw = kernel.shape[-2:]
+    mixing = kernel.dim() == 5
+    per_sample = kernel.dim() >= 4 and kernel.shape[0] == batch and batch > 1
+    fold = per_sample or (fold_batch and (not mixing or channels <= FOLD_MIXING_MAX_CHANNELS))
+    if not fold:
+        if mixing:
+            return padded, kernel.reshape(channels, channels, kh, kw), 1
+        return padded, kernel.reshape(-1, kh, kw).expand(channels, kh, kw).unsqueeze(1), channels
+    folded = padded.reshape(1, batch * channels, *padded.shape[-2:])
+    if mixing:
+        weight = kernel.expand(batch, channels, channels, kh, kw).reshape(batch * channels, channels, kh, kw)
+        return folded, weight, batch
+    weight = kernel.expand(batch, channels, kh, kw).reshape(batch * channels, 1, kh, kw)
+    return folded, weight, batch * channels
 
 
 def _describe(value):
@@ -112,19 +144,17 @@ def _describe(value):
     return type(value).__name__
 
 
-def _check_kernel(kernel, x_shape, cross_channel):
+def _check_kernel(kernel, x_shape):
     """Raise ValueError unless kernel has a layout accepted by :func:`crosstalk` for x_shape."""
     batch, channels = x_shape[:2]
     kernel_shape = tuple(kernel.shape)
-    if cross_channel:
-        expected = f'({channels}, {channels}, kh, kw) with cross_channel=True'
-        valid = kernel.dim() == 4 and kernel_shape[:2] == (channels, channels)
-    else:
-        expected = f'(kh, kw), ({channels}, kh, kw) or ({batch}, {channels}, kh, kw)'
-        valid = kernel.dim() == 2 or kernel_shape[:-2] in ((channels, ), (batch, channels))
+    leading = kernel_shape[:-2]
+    valid = (kernel.dim() == 2 or leading == (channels, ) or (kernel.dim() in (4, 5) and leading[0] in (1, batch)
+                                                               and leading[1:] == (channels, ) * (kernel.dim() - 3)))
     if not valid:
-        raise ValueError(f'crosstalk: kernel shape {kernel_shape} does not fit x shape {tuple(x_shape)}; '
-                         f'expected {expected}')
+        raise ValueError(f'crosstalk: kernel shape {kernel_shape} does not fit x shape {tuple(x_shape)}; expected '
+                         f'(kh, kw), ({channels}, kh, kw), (1|{batch}, {channels}, kh, kw) or channel-mixing '
+                         f'(1|{batch}, {channels}, {channels}, kh, kw)')
     kh, kw = kernel_shape[-2:]
     if kh % 2 == 0 or kw % 2 == 0:
         raise ValueError(f'crosstalk: kernel size {kh}x{kw} must be odd in both dimensions (centre at '

@@ -10,10 +10,10 @@ import torch
 from basicsr.data import build_dataloader, build_dataset
 from basicsr.utils import bgr2ycbcr
 from scipy.signal import convolve2d
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, default_collate
 
-from newbp_plugin.data.crosstalk_dataset import CrosstalkDataset
-from newbp_plugin.data.degradations import linear_to_srgb, srgb_to_linear
+from newbp_plugin.data.crosstalk_dataset import CrosstalkDataset, degrade_batch
+from newbp_plugin.ops.color import linear_to_srgb, srgb_to_linear
 from newbp_plugin.data.lmdb_tools import make_lmdb
 from newbp_plugin.ops import crosstalk
 
@@ -65,6 +65,11 @@ def index_of(dataset, key):
     return dataset.paths.index(key)
 
 
+def lq_of(item):
+    """X of one item, degraded as NewBPModel degrades a batch."""
+    return degrade_batch(default_collate([item]))[0]
+
+
 def reference_blur(gt, kernel):
     """K * gt by scipy's true convolution, reflect-padded (independent of ops.crosstalk)."""
     pad = kernel.shape[-1] // 2
@@ -78,10 +83,13 @@ def reference_blur(gt, kernel):
 def test_item_keys_types_and_ranges(make):
     dataset = make(phase='train', gt_size=32, noise=NOISE, linear_light=True)
     item = dataset[index_of(dataset, 'rgb8')]
-    assert set(item) == {'lq', 'gt', 'lq_path', 'gt_path', 'kernel'}
-    for key in ('lq', 'gt'):
-        assert item[key].dtype == torch.float32 and item[key].shape == (3, 32, 32)
-        assert 0 <= item[key].min() and item[key].max() <= 1
+    assert set(item) == {'gt', 'scene', 'kernel', 'sensor', 'lq_path', 'gt_path'}
+    assert set(item['sensor']) == {'gain', 'read_sigma', 'clip', 'quantize', 'seed', 'linear_light'}
+    assert item['scene'].shape == (3, 34, 34)  # the kernel's context ring around gt
+    torch.testing.assert_close(item['scene'][:, 1:-1, 1:-1], item['gt'], rtol=0, atol=0)
+    for image in (lq_of(item), item['gt']):
+        assert image.dtype == torch.float32 and image.shape == (3, 32, 32)
+        assert 0 <= image.min() and image.max() <= 1
     assert item['gt_path'] == item['lq_path'] == 'rgb8'
     assert item['kernel'].dtype == torch.float32 and item['kernel'].shape == (3, 3, 3)
     np.testing.assert_allclose(item['kernel'].sum(dim=(1, 2)), 1, atol=1e-6)
@@ -93,9 +101,9 @@ def test_full_image_lq_is_the_head_operator_applied_to_gt(make):
     item = dataset[index_of(dataset, 'rgb8')]
     gt, kernel = item['gt'].numpy(), item['kernel'].numpy()
     assert kernel[0, 1, 0] == pytest.approx(0.12) and kernel[0, 0, 1] == pytest.approx(0.06)  # left, up
-    np.testing.assert_allclose(item['lq'].numpy(), reference_blur(gt, kernel), atol=2e-6)
+    np.testing.assert_allclose(lq_of(item).numpy(), reference_blur(gt, kernel), atol=2e-6)
     head = crosstalk(item['gt'][None], item['kernel'][None], padding_mode='reflect')[0]
-    np.testing.assert_allclose(item['lq'], head, atol=2e-6)
+    np.testing.assert_allclose(lq_of(item), head, atol=2e-6)
 
 
 def test_training_crops_keep_the_kernel_orientation_under_flips(make):
@@ -104,7 +112,7 @@ def test_training_crops_keep_the_kernel_orientation_under_flips(make):
     for seed in range(8):
         torch.manual_seed(seed)
         item = dataset[index_of(dataset, 'rgb8')]
-        gt, kernel, lq = item['gt'].numpy(), item['kernel'].numpy(), item['lq'].numpy()
+        gt, kernel, lq = item['gt'].numpy(), item['kernel'].numpy(), lq_of(item).numpy()
         np.testing.assert_allclose(lq[:, 1:-1, 1:-1], reference_blur(gt, kernel)[:, 1:-1, 1:-1], atol=2e-6)
 
 
@@ -112,7 +120,7 @@ def test_linear_light_lq(make):
     item = make(linear_light=True)[0]
     gt, kernel = item['gt'].numpy(), item['kernel'].numpy()
     expected = linear_to_srgb(reference_blur(srgb_to_linear(gt.astype(np.float64)), kernel))
-    np.testing.assert_allclose(item['lq'].numpy(), expected, atol=1e-5)
+    np.testing.assert_allclose(lq_of(item).numpy(), expected, atol=1e-5)
 
 
 def test_random_kernels_are_padded_to_the_largest_size_and_collate(make):
@@ -135,7 +143,7 @@ def test_cross_channel_specs_return_channel_mixing_kernels(make):
     mix = {'type': 'cross_channel', 'mix': [[0.8, 0.2, 0], [0.1, 0.8, 0.1], [0, 0.2, 0.8]]}
     item = make(kernel=[mix, {'type': 'gaussian', 'sigma': 0.8}], phase='train', gt_size=16)[0]
     assert item['kernel'].shape == (3, 3, 7, 7)  # gaussian sigma 0.8: 2 * ceil(2.4) + 1
-    gt, lq, kernel = item['gt'], item['lq'], item['kernel']
+    gt, lq, kernel = item['gt'], lq_of(item), item['kernel']
     head = crosstalk(gt[None], kernel[None])[0]
     torch.testing.assert_close(lq[:, 3:-3, 3:-3], head[:, 3:-3, 3:-3], atol=2e-6, rtol=0)
 
@@ -213,7 +221,8 @@ def train_options(lmdb_path, **options):
 
 
 def batches(loader):
-    return [torch.cat([batch['lq'].flatten(), batch['gt'].flatten(), batch['kernel'].flatten()]) for batch in loader]
+    return [torch.cat([degrade_batch(batch).flatten(), batch['gt'].flatten(), batch['kernel'].flatten()])
+            for batch in loader]
 
 
 def test_same_torch_seed_same_training_sample(make):
@@ -222,9 +231,10 @@ def test_same_torch_seed_same_training_sample(make):
     for seed in (3, 3, 4):
         torch.manual_seed(seed)
         samples.append(dataset[0])
-    for key in ('lq', 'gt', 'kernel'):
+    for key in ('scene', 'gt', 'kernel'):
         torch.testing.assert_close(samples[0][key], samples[1][key], rtol=0, atol=0)
-    assert not torch.equal(samples[0]['lq'], samples[2]['lq'])
+    torch.testing.assert_close(lq_of(samples[0]), lq_of(samples[1]), rtol=0, atol=0)
+    assert not torch.equal(lq_of(samples[0]), lq_of(samples[2]))
 
 
 def test_two_workers_draw_different_samples_of_the_same_index(lmdb_path):
@@ -269,7 +279,7 @@ def test_build_dataset_and_dataloader_after_import(lmdb_path):
                         prefetch_mode=None, use_hflip=True, use_rot=True, meta_info_file=None)
     loader = build_dataloader(build_dataset(opt), opt, num_gpu=1, dist=False, sampler=None, seed=0)
     batch = next(iter(loader))
-    assert batch['lq'].shape == batch['gt'].shape == (2, 3, 16, 16)
+    assert degrade_batch(batch).shape == batch['gt'].shape == (2, 3, 16, 16)
     assert batch['kernel'].shape == (2, 3, 11, 11) and len(batch['gt_path']) == 2
 
 

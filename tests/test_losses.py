@@ -105,15 +105,14 @@ def test_redegradation_loss_takes_per_sample_channel_mixing_kernels():
 
 def test_redegradation_loss_in_linear_light_matches_the_dataset():
     """The data degrade in linear light: the clean image re-degraded that way explains X exactly."""
-    from newbp_plugin.data.degradations import NoiseModel, degrade
-    rng = np.random.default_rng(3)
-    clean = rng.uniform(size=(3, 16, 16)).astype(np.float32)
-    lq = degrade(clean, ASYMMETRIC, NoiseModel({'type': 'none', 'clip': False}), rng, linear_light=True)
+    from tests.test_sensor import degrade_images
+    clean = np.random.default_rng(3).uniform(size=(1, 3, 16, 16)).astype(np.float32)
+    lq = degrade_images(clean, ASYMMETRIC, {'type': 'none', 'clip': False}, linear_light=True, context=0)
     loss = build_loss({'type': 'RedegradationLoss'})
     kernel = torch.tensor(ASYMMETRIC, dtype=torch.float32)
-    assert loss(torch.tensor(clean)[None], torch.tensor(lq)[None], kernel).item() < 1e-6
+    assert loss(torch.tensor(clean), torch.tensor(lq), kernel).item() < 1e-6
     encoded = build_loss({'type': 'RedegradationLoss', 'linear_light': False})
-    assert encoded(torch.tensor(clean)[None], torch.tensor(lq)[None], kernel).item() > 1e-3
+    assert encoded(torch.tensor(clean), torch.tensor(lq), kernel).item() > 1e-3
 
 
 def test_precompensation_regularizer_hand_values():

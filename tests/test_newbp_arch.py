@@ -12,13 +12,13 @@ from newbp_plugin.archs.checkpoint import CheckpointMismatchError
 from newbp_plugin.archs.converse_arch import KernelConverse
 from newbp_plugin.archs.nafnet_arch import NAFNet
 from newbp_plugin.archs.newbp_arch import NewBPHead, NewBPNAFNet
-from newbp_plugin.data.degradations import NoiseModel, degrade
 from newbp_plugin.kernels import build_kernel
 from newbp_plugin.ops import crosstalk
 from newbp_plugin.ops.color import linear_to_srgb, srgb_to_linear
 from newbp_plugin.sensor.optics import SensorOptics
 
 from tests.reference import scipy_crosstalk
+from tests.test_sensor import degrade_images
 from tests.test_converse_arch import ASYMMETRIC, perturbed, psnr, smooth_image
 
 TINY = dict(img_channel=3, width=4, middle_blk_num=1, enc_blk_nums=[1, 1], dec_blk_nums=[1, 1])
@@ -325,10 +325,9 @@ def test_linear_light_contract():
 def test_head_and_dataset_agree_on_kernel_and_domain():
     """An image degraded as CrosstalkDataset does (linear light) is restored by the converse skip alone."""
     clean = smooth_image(1, 3, 32, 28)
-    noiseless = NoiseModel({'type': 'none', 'clip': False})
-    degraded = degrade(clean[0].numpy().astype(np.float32), build_kernel(ASYMMETRIC), noiseless,
-                       np.random.default_rng(0), linear_light=True)
-    degraded = torch.as_tensor(degraded)[None].double()
+    degraded = degrade_images(clean.numpy(), build_kernel(ASYMMETRIC), {'type': 'none', 'clip': False},
+                              linear_light=True, context=0)
+    degraded = torch.as_tensor(degraded).double()
     net = NewBPNAFNet(**TINY, kernel=ASYMMETRIC, skip='converse', kernel_converse_init_lambda=2e-5).double()
     torch.nn.init.zeros_(net.body.ending.weight)  # R = 0: only the physics is left
     torch.nn.init.zeros_(net.body.ending.bias)

@@ -7,6 +7,7 @@ import torch
 from basicsr.models import build_model
 from basicsr.utils.registry import ARCH_REGISTRY
 from torch import nn
+from torch.nn import functional as F
 
 from newbp_plugin.archs.checkpoint import load_checkpoint
 from newbp_plugin.models.newbp_model import NewBPModel, s_to_image
@@ -107,17 +108,56 @@ def test_nan_loss_skips_step_then_stops(tmp_path):
             model.optimize_parameters(it)
 
 
-def test_tiled_validation_matches_whole_image_when_tile_covers_it(tmp_path):
-    model = build_model(make_opt(tmp_path, val={'tile': 32, 'tile_overlap': 8}))
-    model.feed_data(batch(b=1, size=32))
+@register(ARCH_REGISTRY)
+class BoxFilterNet(nn.Module):
+    """Test network, local: a 5x5 box filter with replicate padding (its output near a tile's edge depends on it)."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = nn.Parameter(torch.ones(1))
+
+    def forward(self, x):
+        return self.w * F.avg_pool2d(F.pad(x, (2, 2, 2, 2), mode='replicate'), 5, stride=1)
+
+
+def test_tiled_validation_blends_the_tiles(tmp_path):
+    model = build_model(make_opt(tmp_path, network={'type': 'BoxFilterNet'}, val={'tile': 64, 'tile_overlap': 8}))
+    model.feed_data(batch(b=1, size=64))
     model.test()
     whole = model.output.clone()
-    model.opt['val']['tile'] = 16
+    torch.testing.assert_close(whole, BoxFilterNet()(model.lq).detach())
+    model.opt['val'].update(tile=24, tile_overlap=0)
     model.test()
-    assert model.output.shape == whole.shape
-    # NAFNet's channel attention pools globally, so tiles differ a little, not a lot
-    mse = (model.output - whole).pow(2).mean().item()
-    assert 0 < mse < 1e-2
+    hard_seams = (model.output - whole).abs().mean()
+    model.opt['val']['tile_overlap'] = 8
+    model.test()
+    blended = (model.output - whole).abs().mean()
+    assert 0 < blended < 0.5 * hard_seams
+
+
+def test_crosstalk_batches_are_degraded_on_the_model(tmp_path):
+    from torch.utils.data import default_collate
+
+    from newbp_plugin.data.crosstalk_dataset import CrosstalkDataset, degrade_batch
+    from tests.conftest import write_smooth_images
+    folder = write_smooth_images(tmp_path / 'clean', 2, size=24)
+    dataset = CrosstalkDataset({'dataroot_gt': str(folder), 'phase': 'val', 'kernel': {'type': 'crosstalk'},
+                                'noise': {'type': 'poisson_gaussian', 'gain': 0.002, 'quantize': 8}})
+    data = default_collate([dataset[0], dataset[1]])
+    model = build_model(make_opt(tmp_path, network={**TINY_NAFNET, 'type': 'NewBPNAFNet'}))
+    model.feed_data(data)
+    torch.testing.assert_close(model.lq, degrade_batch(data), rtol=0, atol=0)
+    assert model.lq.shape == model.gt.shape == (2, 3, 24, 24) and (model.lq != model.gt).any()
+    model.optimize_parameters(1)  # the network gets the batch's kernels
+    torch.testing.assert_close(model.kernel, data['kernel'])
+    encoded = build_model(make_opt(tmp_path, network={**TINY_NAFNET, 'type': 'NewBPNAFNet', 'linear_light': False}))
+    with pytest.raises(ValueError, match=r'network_g \(NewBPNAFNet\) applies K with linear_light: false, but the '
+                       r'dataset degrades with linear_light: true'):
+        encoded.feed_data(data)
+    loss = build_model(make_opt(tmp_path, train={'redegradation_opt': {'type': 'RedegradationLoss',
+                                                                       'linear_light': False}}))
+    with pytest.raises(ValueError, match=r'train:redegradation_opt applies K with linear_light: false'):
+        loss.feed_data(data)
 
 
 def test_checkpoints_are_atomic_and_load_weights_only(tmp_path, monkeypatch):

@@ -13,6 +13,7 @@ from basicsr.utils import tensor2img
 from newbp_plugin.benchmark.network import load_network, network_options, run_network
 from newbp_plugin.data.crosstalk_dataset import CrosstalkDataset
 from tests.conftest import run_basicsr
+from tests.test_data_dataset import lq_of
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 SHIPPED = ('NAFNet-sample', 'NewBPNAFNet-sample', 'NewBPNAFNet-Converse-sample')
@@ -49,9 +50,10 @@ def test_shipped_networks_restore_the_test_images(name, kernel):
     dataset = CrosstalkDataset({'dataroot_gt': TEST_SET, 'phase': 'val', 'kernel': kernel, 'noise': SENSOR_NOISE})
     gains = []
     for item in dataset:
-        restored, _ = run_network(net, item['lq'][None], item['kernel'][None])
+        lq = lq_of(item)
+        restored, _ = run_network(net, lq[None], item['kernel'][None])
         gt = tensor2img([item['gt']])
-        gains.append(calculate_psnr(tensor2img([restored]), gt, 0) - calculate_psnr(tensor2img([item['lq']]), gt, 0))
+        gains.append(calculate_psnr(tensor2img([restored]), gt, 0) - calculate_psnr(tensor2img([lq]), gt, 0))
     assert np.mean(gains) > MIN_GAIN_DB, f'{name}: {np.round(gains, 2)} dB over the input'
 
 
@@ -59,7 +61,8 @@ def test_shipped_networks_restore_the_test_images(name, kernel):
 def test_restore_and_test_commands_run_the_shipped_model(tmp_path):
     dataset = CrosstalkDataset({'dataroot_gt': TEST_SET, 'phase': 'val', 'kernel': CMOS, 'noise': SENSOR_NOISE})
     item = dataset[3]  # ihc, the colour image
-    cv2.imwrite(str(tmp_path / 'ihc.png'), tensor2img([item['lq']]))
+    lq = lq_of(item)
+    cv2.imwrite(str(tmp_path / 'ihc.png'), tensor2img([lq]))
     name = 'NewBPNAFNet-sample'
     result = run_basicsr(['restore', '-i', str(tmp_path / 'ihc.png'), '-o', str(tmp_path / 'restored.png'),
                           '--weights', weights(name), '--arch', recipe(name), '--tile', '128', '--device', 'cpu'],
@@ -67,7 +70,7 @@ def test_restore_and_test_commands_run_the_shipped_model(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     gt = tensor2img([item['gt']])
     restored = cv2.imread(str(tmp_path / 'restored.png'))
-    assert calculate_psnr(restored, gt, 0) > calculate_psnr(tensor2img([item['lq']]), gt, 0) + MIN_GAIN_DB
+    assert calculate_psnr(restored, gt, 0) > calculate_psnr(tensor2img([lq]), gt, 0) + MIN_GAIN_DB
 
     paths = [f'datasets:test_{i}:dataroot_gt={TEST_SET}' for i in range(1, 5)]
     paths.append(f'path:pretrain_network_g={weights(name)}')

@@ -10,6 +10,7 @@ from basicsr.utils.options import ordered_yaml
 
 from newbp_plugin.models.newbp_model import TRAIN_OPTIONS, VAL_OPTIONS
 from newbp_plugin.options import check_options
+from tests.test_data_dataset import lq_of
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SAMPLE = {'train': ROOT / 'datasets' / 'sample' / 'train.lmdb', 'val': ROOT / 'datasets' / 'sample' / 'val.lmdb'}
@@ -48,4 +49,4 @@ def test_recipe_builds(path):
         if phase == 'train':
             dataset['gt_size'] = min(dataset['gt_size'], 64)
         sample = build_dataset(dataset)[0]
-        assert sample['lq'].shape == sample['gt'].shape and sample['kernel'].dim() >= 3
+        assert lq_of(sample).shape == sample['gt'].shape and sample['kernel'].dim() >= 3

@@ -20,10 +20,10 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from newbp_plugin.archs.converse_arch import physical_kernel
 from newbp_plugin.benchmark.network import forward_arguments, load_network, network_options, run_network
 from newbp_plugin.kernels import parse_kernel_spec
 from newbp_plugin.models.newbp_model import s_to_image
+from newbp_plugin.sensor import physical_kernel
 
 IMAGE_SUFFIXES = ('.png', '.tif', '.tiff', '.jpg', '.jpeg')
 _FORMATS = {'.png': 'PNG', '.tif': 'TIFF', '.tiff': 'TIFF', '.jpg': 'JPEG', '.jpeg': 'JPEG'}

@@ -1,7 +1,8 @@
 """``basicsr benchmark -opt options/benchmark/X.yml``: methods × degradations on a test set.
 
 Every clean image of the test set is degraded by every pair (kernel, noise) of the options,
-exactly as CrosstalkDataset degrades validation data (it does the reading and the degradation):
+exactly as NewBPModel degrades validation data (CrosstalkDataset reads the image and draws the
+degradation, :func:`~newbp_plugin.data.crosstalk_dataset.degrade_batch` applies it on the benchmark's device):
 degradation d (kernels outer, noises inner, from 0) of image i draws from
 ``np.random.default_rng([seed + d, i])``, so every run sees the same degraded images. Every
 method restores every degraded image; BasicSR's metrics compare the result with the clean image
@@ -41,7 +42,8 @@ Options (YAML; an unknown key fails naming it)::
       zoom: 2                          # nearest-neighbour magnification
 
 The classical methods are given the oracle kernel (the one the image was degraded with) and the
-oracle noise level, :func:`noise_variance`; a network is given the kernel when its ``forward``
+oracle noise level, :func:`newbp_plugin.sensor.degradation.noise_variance` of the parameters drawn
+for that image; a network is given the kernel when its ``forward``
 takes ``kernel`` (NewBP networks), and its S is kept for the figure when it returns one.
 """
 import inspect
@@ -54,15 +56,16 @@ import torch
 from basicsr.metrics import calculate_metric
 from basicsr.utils import mkdir_and_rename, tensor2img
 from basicsr.utils.registry import METRIC_REGISTRY
+from torch.utils.data import default_collate
 from tqdm import tqdm
 
-from newbp_plugin.archs.converse_arch import physical_kernel
 from newbp_plugin.benchmark import classical
 from newbp_plugin.benchmark.network import load_network, network_options, run_network
 from newbp_plugin.benchmark.report import write_reports
-from newbp_plugin.data.crosstalk_dataset import CrosstalkDataset
-from newbp_plugin.ops.color import srgb_to_linear
+from newbp_plugin.data.crosstalk_dataset import CrosstalkDataset, degrade_batch
 from newbp_plugin.options import check_options
+from newbp_plugin.sensor import physical_kernel
+from newbp_plugin.sensor.degradation import noise_variance
 
 OWNER = 'benchmark options'
 REQUIRED = object()
@@ -93,52 +96,13 @@ NETWORK_OPTIONS = {'weights': REQUIRED, 'network_g': None, 'param_key': 'params'
 METHOD_TYPES = ('identity', 'network') + tuple(CLASSICAL)
 
 
-def noise_variance(noise, degraded, linear_light):
-    """The oracle noise level: the expected variance of N in each channel, in the domain N is added in.
-
-    From the spec of a :class:`~newbp_plugin.data.degradations.NoiseModel`: a parameter drawn from
-    [low, high] counts with its mean square ``(low² + low·high + high²) / 3``. ``gaussian``: E[σ²];
-    ``poisson_gaussian``: ``E[gain]·mean(b) + E[read_sigma²]``, b the blurred signal, taken as the
-    degraded image (its noise has mean zero). ``quantize``: + ``step² / 12`` (step ``1 / (2^q - 1)``,
-    in the encoded domain; with ``linear_light`` times the mean squared slope of the sRGB decoding
-    at the image's values). Clipping is ignored. The result is at least the squared float epsilon,
-    so that every regularisation weight derived from it is positive.
-
-    Args:
-        noise (NoiseModel): the noise of the degradation.
-        degraded (Tensor): (1, C, H, W) the degraded image X, sRGB-encoded when ``linear_light``.
-        linear_light (bool): whether K and N acted on linear light.
-
-    Returns:
-        Tensor: (1, C, 1, 1) σ² per channel.
-    """
-    signal = srgb_to_linear(degraded) if linear_light else degraded
-
-    def moments(key):
-        parameter = noise.parameters[key]
-        low, high = (torch.as_tensor(v, dtype=degraded.dtype, device=degraded.device).view(1, -1, 1, 1)
-                     for v in (parameter.low, parameter.high))
-        return (low + high) / 2, (low.square() + low * high + high.square()) / 3
-
-    variance = torch.zeros_like(degraded[:, :, :1, :1])
-    if noise.type == 'gaussian':
-        variance = variance + moments('sigma')[1]
-    elif noise.type == 'poisson_gaussian':
-        variance = variance + moments('gain')[0] * signal.mean((-2, -1), keepdim=True) + moments('read_sigma')[1]
-    if noise.quantize is not None:
-        step = 1 / (2**noise.quantize - 1)
-        slope = ((srgb_to_linear(degraded + step / 2) - srgb_to_linear(degraded - step / 2)) /
-                 step if linear_light else torch.ones_like(degraded))
-        variance = variance + step**2 / 12 * slope.square().mean((-2, -1), keepdim=True)
-    return variance.clamp(min=torch.finfo(degraded.dtype).eps**2)
-
-
 class Method:
     """One restoration method of the benchmark, built from its options.
 
     ``method(x, kernel, cross_channel, noise_var)`` -> ``(Ŷ, S or None)``, with x (1, C, H, W)
     on the device, the oracle kernel as CrosstalkDataset returns it ((C, S, S), or (C, C, S, S)
-    when ``cross_channel``) and the oracle σ² (1, C, 1, 1) of :func:`noise_variance`.
+    when ``cross_channel``) and the oracle σ² (1, C, 1, 1) of
+    :func:`newbp_plugin.sensor.degradation.noise_variance`.
 
     Args:
         name (str): the method's name in the tables.
@@ -282,9 +246,10 @@ class Benchmark:
             for index in range(num_images):
                 item = dataset[index]
                 image_name = osp.basename(item['gt_path'])
-                x, gt = item['lq'][None].to(self.device), item['gt'][None]
-                kernel, cross_channel = item['kernel'], dataset.cross_channel
-                noise_var = noise_variance(dataset.noise, x, dataset.opt['linear_light'])
+                batch = default_collate([item])
+                kernel, cross_channel, gt = item['kernel'], dataset.cross_channel, batch['gt']
+                x = degrade_batch(batch, self.device)
+                noise_var = noise_variance(batch['sensor'], x)
                 gt_img = tensor2img([gt])
                 in_figure = index == self.figure['image']
                 if in_figure:

@@ -1,4 +1,4 @@
-"""CrosstalkDataset: clean images from an LMDB or a folder, degraded on the fly (``X = K * Y + N``)."""
+"""CrosstalkDataset: clean images from an LMDB or a folder, with the draws of their degradation ``X = K * Y + N``."""
 import itertools
 import logging
 import numbers
@@ -13,12 +13,13 @@ from basicsr.utils import bgr2ycbcr, imfrombytes, scandir
 from basicsr.utils.registry import DATASET_REGISTRY
 from torch.utils import data
 
-from newbp_plugin.data.degradations import NoiseModel, degrade
 from newbp_plugin.kernels import MAX_KERNEL_SIZE, KernelSampler, build_kernel
 from newbp_plugin.kernels.build import RANDOM_TYPE, RANDOM_VALUES, as_spec
 from newbp_plugin.kernels.grid import centre_pad
 from newbp_plugin.options import check_options
 from newbp_plugin.registration import register
+from newbp_plugin.sensor.degradation import degrade
+from newbp_plugin.sensor.noise import NoiseModel
 
 logger = logging.getLogger('basicsr')
 
@@ -115,24 +116,46 @@ def _window(img, top, left, height, width):
     return patch
 
 
+def degrade_batch(batch, device=None):
+    """X of a batch of CrosstalkDataset items (collated), degraded on ``device``.
+
+    Args:
+        batch (dict): ``scene``, ``gt``, ``kernel`` and ``sensor`` of the items, with a batch dim.
+        device (torch.device | str | None): where to degrade; None: where the batch is.
+
+    Returns:
+        Tensor: (B, C, H, W) X, the size of ``gt``.
+    """
+    scene = batch['scene'].to(device)
+    context = (scene.shape[-1] - batch['gt'].shape[-1]) // 2
+    return degrade(scene, batch['kernel'].to(device), batch['sensor'], context)
+
+
 @register(DATASET_REGISTRY)
 class CrosstalkDataset(data.Dataset):
-    """Clean images Y from an LMDB or a folder; ``X = K * Y + N`` synthesised for every sample.
+    """Clean images Y from an LMDB or a folder, and the draws of ``X = K * Y + N`` for every sample.
 
-    Each item is a dict: ``lq`` (X) and ``gt`` (Y), float32 (C, H, W) in [0, 1] (C = 3 for
-    ``color: rgb``, else 1); ``gt_path`` (LMDB key or file path) and ``lq_path`` (the same: X is
-    made from it); ``kernel``, the float32 K used, zero-padded to (C, S, S), or to (C, C, S, S)
-    when the spec can give channel-mixing kernels (S: ``kernel_size``), so that batches collate
-    and ``ops.crosstalk(·, batch['kernel'])`` applies each sample's K (cross_channel: per sample).
+    The dataset returns clean crops; the model degrades the whole batch on its device
+    (``NewBPModel.feed_data`` calls :func:`newbp_plugin.sensor.degradation.degrade`), as
+    Real-ESRGAN does. Each item is a dict:
+
+    * ``gt``: Y, float32 (C, H, W) in [0, 1] (C = 3 for ``color: rgb``, else 1);
+    * ``scene``: (C, H + 2r, W + 2r), Y with r = S // 2 pixels of its real surroundings on each
+      side (reflected beyond the image's border), which the kernel reads;
+    * ``kernel``: the float32 K of this sample, zero-padded to (C, S, S), or to (C, C, S, S) when
+      the spec can give channel-mixing kernels (S: ``kernel_size``), so that batches collate into
+      the layouts of :mod:`newbp_plugin.sensor.layout`;
+    * ``sensor``: the noise drawn for this sample (:meth:`NoiseModel.draw`: ``gain``,
+      ``read_sigma``, ``clip``, ``quantize``, ``seed``) and ``linear_light``;
+    * ``gt_path`` (LMDB key or file path) and ``lq_path`` (the same: X is made from it).
 
     Training (``phase: train``): a random ``gt_size`` crop, flips and 90° rotations of the clean
-    patch (before K: K keeps the sensor's orientation), then K and noise. Every random draw of a
+    patch (before K: K keeps the sensor's orientation), then the draws of K and noise. Every random draw of a
     sample comes from ``np.random.default_rng([t, index])``, ``t`` drawn from torch's RNG, which
     BasicSR seeds per rank and the DataLoader per worker and per epoch: samples differ between
     workers, ranks and epochs, and repeat with torch's seed. Validation / test: the full image or
-    its centre ``val_crop_size`` crop, degraded with ``default_rng([val_seed, index])``: the same
-    image at every epoch and in every run. K reads the image's real surroundings of the crop
-    (reflection beyond the image's borders).
+    its centre ``val_crop_size`` crop, with draws from ``default_rng([val_seed, index])``: the same
+    degraded image at every epoch and in every run.
 
     Options (BasicSR's names first; an unknown option is an error that names it):
         dataroot_gt (str): the LMDB (``*.lmdb``) or folder of clean images (8- or 16-bit PNG, JPEG, ...;
@@ -152,13 +175,13 @@ class CrosstalkDataset(data.Dataset):
             Default: ``{type: crosstalk}``.
         kernel_size (int | None): odd side S of the returned kernels. Default: the largest the spec
             can give (a random spec: the largest over the extremes of its ranges and choices).
-        noise (dict | None): noise spec of :class:`newbp_plugin.data.degradations.NoiseModel`
+        noise (dict | None): noise spec of :class:`newbp_plugin.sensor.noise.NoiseModel`
             (``{type: gaussian | poisson_gaussian | none, ..., clip, quantize}``). Default: none.
         color (str): ``rgb``, ``y`` (BasicSR's BT.601 Y, 16-235) or ``gray`` (BT.601 luma, 0-255);
             y and gray are made from Y before it is degraded. Default: rgb.
         linear_light (bool): the source is sRGB-encoded: apply K and N in linear light. Default: true.
-            ``lq`` and ``gt`` stay sRGB-encoded; a model that applies K itself (the NewBP head) must
-            do it in linear light too (NewBPNAFNet and RedegradationLoss: ``linear_light``; ``ops.color``).
+            X and ``gt`` stay sRGB-encoded; a network that applies K itself (the NewBP head) must do it
+            in linear light too (NewBPNAFNet and RedegradationLoss: ``linear_light``; NewBPModel checks it).
         val_crop_size (int | None): validation / test centre crop side [px]; None: the full image.
         val_seed (int): seed of the validation / test degradations. Default: 0.
     """
@@ -349,7 +372,7 @@ class CrosstalkDataset(data.Dataset):
         path = self.paths[index]
         img = self._read(index)
         kernel = self.kernels.sample(rng)
-        context = max(kernel.shape[-2:]) // 2
+        context = self.kernel_size // 2
         if self.is_train:
             size = self.opt['gt_size']
             img = self._pad_to(img, size, path)
@@ -364,16 +387,15 @@ class CrosstalkDataset(data.Dataset):
         window = _window(img, top - context, left - context, height + 2 * context, width + 2 * context)
         if self.is_train:
             window = self._augment(window, rng)
-        # RGB goes in as code values: degrade() decodes sRGB by table look-up.
-        source = self._rgb_codes(window) if self.opt['color'] == 'rgb' else self._to_float(window)
-        lq = degrade(source, kernel, self.noise, rng, self.opt['linear_light'], context)
-        gt = self._to_float(window[context:window.shape[0] - context, context:window.shape[1] - context])
+        scene = torch.from_numpy(self._to_float(window))
+        sensor = dict(self.noise.draw(rng), linear_light=torch.tensor(self.opt['linear_light']))
         return {
-            'lq': torch.from_numpy(np.ascontiguousarray(lq)),
-            'gt': torch.from_numpy(np.ascontiguousarray(gt)),
+            'gt': scene[:, context:context + height, context:context + width].clone(),
+            'scene': scene,
+            'kernel': self._kernel_tensor(kernel),
+            'sensor': sensor,
             'lq_path': path,
             'gt_path': path,
-            'kernel': self._kernel_tensor(kernel),
         }
 
     def __len__(self):

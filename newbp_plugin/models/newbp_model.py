@@ -14,9 +14,11 @@ from basicsr.utils.dist_util import master_only
 from basicsr.utils.registry import MODEL_REGISTRY
 
 from newbp_plugin.archs.checkpoint import load_checkpoint, save_checkpoint_atomic
+from newbp_plugin.data.crosstalk_dataset import degrade_batch
 from newbp_plugin.ops.tiling import tiled_forward
 from newbp_plugin.options import check_options
 from newbp_plugin.registration import register
+from newbp_plugin.sensor.degradation import batch_optics
 
 # Options this model reads, beside BasicSR's own (see README, "Options").
 TRAIN_OPTIONS = ('optim_g', 'scheduler', 'total_iter', 'warmup_iter', 'ema_decay', 'pixel_opt', 'perceptual_opt',
@@ -52,6 +54,10 @@ class NewBPModel(SRModel):
 
     Beyond SRModel it:
 
+    * degrades the clean batch of CrosstalkDataset on the model's device
+      (:func:`newbp_plugin.data.crosstalk_dataset.degrade_batch`, as Real-ESRGAN's ``feed_data``), and
+      fails at the first batch when the network or the re-degradation loss work in another light
+      than the data;
     * passes the per-sample kernel of the batch (``data['kernel']``) to networks
       whose ``forward`` takes ``kernel`` (the NewBP head), and asks for S when the
       network's ``forward`` takes ``return_s``;
@@ -117,9 +123,26 @@ class NewBPModel(SRModel):
         return build_loss(loss_opt).to(self.device) if loss_opt else None
 
     def feed_data(self, data):
-        super().feed_data(data)
         self.kernel = data['kernel'].to(self.device) if 'kernel' in data else None
+        if 'scene' in data:  # CrosstalkDataset: clean scenes and the draws of their degradation
+            self._check_light(data['sensor'])
+            with torch.no_grad():
+                data = dict(data, lq=degrade_batch(data, self.device))
+        super().feed_data(data)
         self.lq_path = data.get('lq_path')
+
+    def _check_light(self, draws):
+        """Raise ValueError when the network or the re-degradation loss apply K in another light than the data."""
+        data_light = batch_optics(draws).linear_light
+        net = self.get_bare_model(self.net_g)
+        holders = [('train:redegradation_opt', getattr(getattr(self, 'cri_redegradation', None), 'optics', None))]
+        if getattr(net, 'head', None) is not None:  # a NewBP head applies K to S
+            holders.append((f'network_g ({type(net).__name__})', net.optics))
+        for owner, optics in holders:
+            if optics is not None and optics.linear_light != data_light:
+                raise ValueError(f'{owner} applies K with linear_light: {str(optics.linear_light).lower()}, but the '
+                                 f'dataset degrades with linear_light: {str(data_light).lower()}; set the same '
+                                 'value in both')
 
     def _run(self, net, x):
         """``(Ŷ, S or None)`` of ``net`` on ``x`` with the batch kernel when the network takes one."""

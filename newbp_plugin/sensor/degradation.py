@@ -1,0 +1,73 @@
+"""The whole forward model on a batch: ``X = q(srgb(clip(K * linear(Y) + N)))``, and its noise level."""
+import torch
+
+from newbp_plugin.ops.color import srgb_to_linear
+from newbp_plugin.sensor.noise import add_noise, quantize
+from newbp_plugin.sensor.optics import SensorOptics
+
+
+def batch_optics(draws):
+    """The :class:`SensorOptics` of a batch's ``sensor`` draws (one ``linear_light`` for the batch)."""
+    linear_light = draws['linear_light']
+    if bool(linear_light.any()) != bool(linear_light.all()):
+        raise ValueError('a batch mixes linear_light true and false; degrade each dataset on its own')
+    return SensorOptics(bool(linear_light.all()))
+
+
+def degrade(scene, kernel, draws, context):
+    """The degraded images X of clean scenes, in the order of operations of the sensor.
+
+    1. decode Y from sRGB to linear light (``linear_light``; else Y as it is);
+    2. ``b = K * y`` (the optics of the NewBP head), then the ``context`` ring of each scene,
+       which the kernel read, is left out (beyond the scene, the optics' border: reflection);
+    3. ``x = b + N``, the Poisson–Gaussian noise of each sample (:func:`~newbp_plugin.sensor.noise.add_noise`);
+    4. clip x to [0, 1] (``clip``);
+    5. encode back to sRGB (``linear_light``);
+    6. round to ``quantize`` bits.
+
+    Args:
+        scene (Tensor): (B, C, H + 2r, W + 2r) clean images in [0, 1] (sRGB-encoded when
+            ``linear_light``), with ``r = context`` pixels of their surroundings on each side.
+        kernel (Tensor): the batch's kernels, any layout of :mod:`newbp_plugin.sensor.layout`
+            (exact up to the border when at most 2r + 1 wide).
+        draws (dict): the batch's ``sensor`` draws: ``gain``, ``read_sigma`` (B, C); ``clip``,
+            ``quantize``, ``seed``, ``linear_light`` (B,) (:meth:`NoiseModel.draw`, CrosstalkDataset).
+        context (int): r.
+
+    Returns:
+        Tensor: (B, C, H, W) X, in the dtype and on the device of ``scene``.
+    """
+    optics = batch_optics(draws)
+    height, width = scene.shape[-2] - 2 * context, scene.shape[-1] - 2 * context
+    blurred = optics.blur(optics.to_linear(scene), kernel)[..., context:context + height, context:context + width]
+    noisy = add_noise(blurred, draws['gain'], draws['read_sigma'], draws['seed'])
+    noisy = torch.where(draws['clip'].to(scene.device)[:, None, None, None], noisy.clamp(0, 1), noisy)
+    return quantize(optics.to_encoded(noisy), draws['quantize'].to(scene.device))
+
+
+def noise_variance(draws, degraded):
+    """The oracle noise level: the variance of N in each channel, in the light N was added in.
+
+    ``gain · mean(b) + read_sigma²`` with this sample's drawn parameters, b the blurred signal
+    taken as the decoded degraded image (its noise has mean zero); plus the quantisation's
+    ``step² / 12`` (step ``1 / (2^q - 1)`` in the encoded domain; in linear light times the mean
+    squared slope of the sRGB decoding at the image's values). Clipping is ignored. At least the
+    squared float epsilon, so that every regularisation weight derived from it is positive.
+
+    Args:
+        draws (dict): the batch's ``sensor`` draws (see :func:`degrade`).
+        degraded (Tensor): (B, C, H, W) X.
+
+    Returns:
+        Tensor: (B, C, 1, 1) σ² per channel.
+    """
+    optics = batch_optics(draws)
+    gain, read_sigma = (draws[key].to(degraded)[..., None, None] for key in ('gain', 'read_sigma'))
+    variance = gain * optics.to_linear(degraded).mean((-2, -1), keepdim=True) + read_sigma.square()
+    bits = draws['quantize'].to(degraded.device)
+    step = torch.where(bits > 0, 1 / (2**bits.to(degraded) - 1), torch.zeros_like(bits, dtype=degraded.dtype))
+    step = step[:, None, None, None]
+    slope = ((srgb_to_linear(degraded + step / 2) - srgb_to_linear(degraded - step / 2)) /
+             step.clamp(min=torch.finfo(degraded.dtype).tiny) if optics.linear_light else torch.ones_like(degraded))
+    variance = variance + step.square() / 12 * slope.square().mean((-2, -1), keepdim=True)
+    return variance.clamp(min=torch.finfo(degraded.dtype).eps**2)

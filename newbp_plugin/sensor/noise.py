@@ -1,0 +1,195 @@
+"""Sensor noise: the spec of a YAML ``noise:`` block, its per-sample draws, and the noise itself (torch).
+
+Every noise type is one Poisson–Gaussian law in the units of the blurred signal b (linear light
+in [0, 1] when the sensor works in linear light), with per-channel parameters drawn once per
+image::
+
+    x = gain_c · Poisson(max(b, 0) / gain_c) + N(0, read_sigma_c²)      (gain_c = 0: x = b + N(0, read_sigma_c²))
+
+so that ``Var[x] = gain_c · b + read_sigma_c²`` (``gain``: signal per photo-electron, 1 / full well).
+``gaussian`` is the law with gain 0 and read_sigma = sigma; ``none`` draws nothing. Then x is
+clipped to [0, 1] (``clip``) and, after encoding, rounded to ``quantize`` bits.
+
+Spec (YAML), validated by :class:`NoiseModel`; errors name the key::
+
+    noise: {type: gaussian, sigma: 0.01}                  # fixed sigma, all channels
+    noise: {type: gaussian, sigma: [0.005, 0.02]}         # [low, high]: one uniform draw per image
+    noise: {type: gaussian, sigma: [0.01, [0.01, 0.03], 0.02]}   # per channel (R, G, B): number or range
+    noise: {type: poisson_gaussian, gain: [0.002, 0.01], read_sigma: 0.002, clip: true, quantize: 8}
+    noise: {type: none, quantize: 16}                     # no noise, only clipping / quantisation
+    # common keys: clip (bool, default true), quantize (8 | 16 | null, default null; needs clip)
+"""
+import numbers
+
+import numpy as np
+import torch
+
+# type -> {parameter: (smallest valid value, whether that bound is excluded, default; None: required)}
+NOISE_PARAMETERS = {
+    'none': {},
+    'gaussian': {'sigma': (0.0, False, None)},
+    'poisson_gaussian': {'gain': (0.0, True, None), 'read_sigma': (0.0, False, 0.0)},
+}
+NOISE_COMMON_KEYS = {'type': None, 'clip': True, 'quantize': None}
+QUANTIZE_BITS = (8, 16)
+
+
+class NoiseSpecError(ValueError):
+    """An invalid noise spec; the message names the key."""
+
+
+def _is_number(value):
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+class _Parameter:
+    """A noise parameter: per-channel ``low`` and ``high`` (equal when fixed), one draw shared or per channel."""
+
+    def __init__(self, low, high, shared):
+        self.low, self.high, self.shared = np.asarray(low, np.float64), np.asarray(high, np.float64), shared
+
+    def draw(self, rng, channels):
+        """(channels,) float64 values, uniform in [low, high]."""
+        fraction = rng.random(1 if self.shared else channels)
+        return self.low + fraction * (self.high - self.low)
+
+
+def _parse_parameter(value, key, channels, minimum, exclusive):
+    """A :class:`_Parameter` from a number, a [low, high] range, or a list with one of those per channel."""
+    where = f'noise.{key}'
+
+    def check_bounds(low, high, place):
+        for number in (low, high):
+            if not np.isfinite(number) or number < minimum or (exclusive and number == minimum):
+                raise NoiseSpecError(f"{place} must be {'>' if exclusive else '>='} {minimum:g}, got {number!r}")
+        if low > high:
+            raise NoiseSpecError(f'{place}: a range is [low, high] with low <= high, got [{low!r}, {high!r}]')
+
+    def is_range(item):
+        return isinstance(item, (list, tuple)) and len(item) == 2 and all(_is_number(v) for v in item)
+
+    if _is_number(value):
+        check_bounds(value, value, where)
+        return _Parameter([value] * channels, [value] * channels, shared=True)
+    if is_range(value):
+        check_bounds(value[0], value[1], where)
+        return _Parameter([value[0]] * channels, [value[1]] * channels, shared=True)
+    if isinstance(value, (list, tuple)) and len(value) == channels:
+        lows, highs = [], []
+        for index, item in enumerate(value):
+            if _is_number(item):
+                item = (item, item)
+            elif not is_range(item):
+                raise NoiseSpecError(f'{where}[{index}] must be a number or a [low, high] range, got {item!r}')
+            check_bounds(item[0], item[1], f'{where}[{index}]')
+            lows.append(item[0])
+            highs.append(item[1])
+        return _Parameter(lows, highs, shared=False)
+    raise NoiseSpecError(f'{where} must be a number, a [low, high] range, or a list of {channels} (one per '
+                         f'channel) numbers or ranges; got {value!r}')
+
+
+class NoiseModel:
+    """Sensor noise, clipping and quantisation from a YAML spec (see the module docstring).
+
+    Args:
+        spec (dict | None): the spec; None is ``{type: none}`` (no noise, clip, no quantisation).
+        channels (int): channels of the images the noise is added to (1 or 3).
+
+    Attributes:
+        type (str), clip (bool), quantize (int | None), parameters (dict[str, _Parameter]).
+    """
+
+    def __init__(self, spec=None, channels=3):
+        spec = {'type': 'none'} if spec is None else spec
+        if not isinstance(spec, dict):
+            raise NoiseSpecError(f'noise must be a mapping such as {{type: gaussian, sigma: 0.01}}, got {spec!r}')
+        self.type = spec.get('type')
+        if self.type not in NOISE_PARAMETERS:
+            raise NoiseSpecError(f"noise.type must be one of {', '.join(NOISE_PARAMETERS)}, got {self.type!r}")
+        allowed = NOISE_PARAMETERS[self.type]
+        unknown = sorted(set(spec) - set(allowed) - set(NOISE_COMMON_KEYS))
+        if unknown:
+            raise NoiseSpecError(f"noise.{unknown[0]} is not an option of type {self.type}; valid options: "
+                                 f"{', '.join(list(NOISE_COMMON_KEYS) + list(allowed))}")
+        self.parameters = {}
+        for key, (minimum, exclusive, default) in allowed.items():
+            if key not in spec and default is None:
+                raise NoiseSpecError(f'noise.{key} is required for type {self.type}')
+            self.parameters[key] = _parse_parameter(spec.get(key, default), key, channels, minimum, exclusive)
+        self.channels = channels
+        self.clip = spec.get('clip', NOISE_COMMON_KEYS['clip'])
+        if not isinstance(self.clip, bool):
+            raise NoiseSpecError(f'noise.clip must be true or false, got {self.clip!r}')
+        self.quantize = spec.get('quantize', NOISE_COMMON_KEYS['quantize'])
+        if self.quantize is not None and (self.quantize not in QUANTIZE_BITS or isinstance(self.quantize, bool)):
+            raise NoiseSpecError(f'noise.quantize must be 8, 16 or null, got {self.quantize!r}')
+        if self.quantize is not None and not self.clip:
+            raise NoiseSpecError('noise.quantize needs clip: true (an integer image holds only [0, 1])')
+
+    def draw(self, rng):
+        """This image's noise: its parameters, and the seed of its noise field.
+
+        Args:
+            rng (np.random.Generator): source of the draws.
+
+        Returns:
+            dict: ``gain`` and ``read_sigma``, (C,) float32 tensors (the Poisson–Gaussian law of the
+            module docstring); ``clip`` (bool tensor), ``quantize`` (int64 tensor, 0: none) and
+            ``seed`` (int64 tensor): the entries of a batch's ``sensor`` draws for :func:`add_noise`.
+        """
+        values = {key: parameter.draw(rng, self.channels) for key, parameter in self.parameters.items()}
+        zeros = np.zeros(self.channels)
+        gain = np.broadcast_to(values.get('gain', zeros), (self.channels, ))
+        read_sigma = np.broadcast_to(values.get('sigma', values.get('read_sigma', zeros)), (self.channels, ))
+        return {
+            'gain': torch.tensor(gain, dtype=torch.float32),
+            'read_sigma': torch.tensor(read_sigma, dtype=torch.float32),
+            'clip': torch.tensor(self.clip),
+            'quantize': torch.tensor(self.quantize or 0),
+            'seed': torch.tensor(int(rng.integers(2**63))),
+        }
+
+    def __repr__(self):
+        return f'NoiseModel(type={self.type!r}, clip={self.clip}, quantize={self.quantize})'
+
+
+def add_noise(signal, gain, read_sigma, seeds):
+    """The Poisson–Gaussian noise of the module docstring, on a batch, each sample from its own seed.
+
+    The noise of a sample depends only on its signal, its parameters and its seed (not on the
+    batch it is in), and is the same on every run on the same device type.
+
+    Args:
+        signal (Tensor): (B, C, H, W) blurred signal b, float.
+        gain (Tensor): (B, C) signal per photo-electron; 0: no shot noise.
+        read_sigma (Tensor): (B, C) standard deviation of the additive Gaussian noise.
+        seeds (Tensor): (B,) int64 seeds of the noise fields.
+
+    Returns:
+        Tensor: (B, C, H, W) noisy signal, unclipped.
+    """
+    gain, read_sigma = gain.to(signal)[..., None, None], read_sigma.to(signal)[..., None, None]
+    noisy = torch.empty_like(signal)
+    for index, seed in enumerate(seeds.tolist()):
+        generator = torch.Generator(signal.device).manual_seed(seed)
+        sample, sample_gain = signal[index], gain[index]
+        shot = torch.where(sample_gain > 0, torch.poisson(sample.clamp(min=0) / sample_gain.where(
+            sample_gain > 0, 1), generator=generator) * sample_gain, sample)
+        normal = torch.randn(sample.shape, generator=generator, device=signal.device, dtype=signal.dtype)
+        noisy[index] = shot + read_sigma[index] * normal
+    return noisy
+
+
+def quantize(image, bits):
+    """``round(image · (2^q - 1)) / (2^q - 1)`` per sample, as a file stores it.
+
+    Args:
+        image (Tensor): (B, C, H, W) in [0, 1].
+        bits (Tensor): (B,) int64, q in {0, 8, 16}; 0 leaves the sample as it is.
+
+    Returns:
+        Tensor: (B, C, H, W).
+    """
+    levels = (2**bits.to(torch.float64) - 1).to(image)[:, None, None, None]
+    return torch.where(levels > 0, torch.round(image * levels) / levels.clamp(min=1), image)

@@ -203,9 +203,23 @@ class NAFNet(nn.Module):
         self.size_multiple = 2**len(self.encoders)
 
     def forward(self, x):
+        return x + self.residual(x)
+
+    def residual(self, x, after_middle=None, before_ending=None):
+        """R, the output before the global skip (``forward(x) = x + R``): the U-Net walk, written once.
+
+        Args:
+            x (Tensor): (N, img_channel, H, W).
+            after_middle (nn.Module | None): applied to the features after the middle blocks
+                (lowest resolution); an insertion point for subclasses and wrappers.
+            before_ending (nn.Module | None): applied to the full-resolution features before the
+                ending conv.
+
+        Returns:
+            Tensor: (N, img_channel, H, W).
+        """
         height, width = x.shape[-2:]
-        x = self.pad_to_size_multiple(x)
-        features = self.intro(x)
+        features = self.intro(self.pad_to_size_multiple(x))
 
         encoder_features = []
         for encoder, down in zip(self.encoders, self.downs):
@@ -214,12 +228,15 @@ class NAFNet(nn.Module):
             features = down(features)
 
         features = self.middle_blks(features)
+        if after_middle is not None:
+            features = after_middle(features)
 
         for decoder, up, skip in zip(self.decoders, self.ups, reversed(encoder_features)):
             features = decoder(up(features) + skip)
 
-        out = self.ending(features) + x
-        return out[..., :height, :width]
+        if before_ending is not None:
+            features = before_ending(features)
+        return self.ending(features)[..., :height, :width]
 
     def pad_to_size_multiple(self, x):
         """Zero-pad (N, C, H, W) at the bottom and right to multiples of ``self.size_multiple``."""

@@ -212,23 +212,8 @@ class NewBPNAFNet(nn.Module):
             self.register_buffer('kernel', kernel)
 
     def body_output(self, x):
-        """R: the body's output before NAFNet's global skip, with the Converse blocks in place.
-
-        NAFNet's forward (``ending(features) + x``), walked module by module so that the skip
-        can be chosen and the Converse blocks inserted; same numbers as NAFNet without blocks.
-        """
-        body = self.body
-        height, width = x.shape[-2:]
-        features = body.intro(body.pad_to_size_multiple(x))
-        encoder_features = []
-        for encoder, down in zip(body.encoders, body.downs):
-            features = encoder(features)
-            encoder_features.append(features)
-            features = down(features)
-        features = self.middle_converse(body.middle_blks(features))
-        for decoder, up, encoder_skip in zip(body.decoders, body.ups, reversed(encoder_features)):
-            features = decoder(up(features) + encoder_skip)
-        return body.ending(self.ending_converse(features))[..., :height, :width]
+        """R: the body's output before NAFNet's global skip, with the Converse blocks in place."""
+        return self.body.residual(x, after_middle=self.middle_converse, before_ending=self.ending_converse)
 
     def forward(self, x, kernel=None, return_s=False):
         """Ŷ, or (Ŷ, S) when ``return_s``; ``kernel``: the per-sample kernels (see NewBPHead)."""

@@ -6,6 +6,12 @@
 the current directory as root, so ``experiments/``, ``results/`` and
 ``tb_logger/`` are created where the command runs. The plugin's own commands:
 ``kernels list|show``, ``make-lmdb``, ``benchmark`` and ``restore``.
+
+Before BasicSR acts, ``train|test`` import the YAML's ``plugins:`` and build everything the run
+builds (:mod:`newbp_plugin.preflight`), so a bad option leaves ``experiments/`` as it was. A
+bad option or input (:data:`newbp_plugin.preflight.USER_ERRORS`) is reported in one line,
+``basicsr <command>: error: <message>``, exit status 2; ``--debug`` or ``NEWBP_TRACEBACK=1``
+shows its traceback. Any other exception is a bug and shows its traceback.
 """
 import argparse
 import os
@@ -13,9 +19,17 @@ import sys
 
 import yaml
 
+from newbp_plugin.plugins import load_plugins, origin
+from newbp_plugin.preflight import USER_ERRORS, check_run_options, error_message
 from newbp_plugin.version import __version__
 
 PROG = 'basicsr'
+TRACEBACK_VARIABLE = 'NEWBP_TRACEBACK'  # set to 1: user errors show their traceback
+# Top-level options BasicSR's parse_options and pipelines read unconditionally.
+REQUIRED_OPTIONS = {
+    'train': ('name', 'model_type', 'num_gpu', 'datasets', 'path', 'train', 'logger'),
+    'test': ('name', 'model_type', 'num_gpu', 'datasets', 'path', 'val'),
+}
 
 
 class UsageError(Exception):
@@ -47,11 +61,11 @@ def normalise_basicsr_args(args, environ=None):
     return out
 
 
-def option_file(args):
-    """The ``-opt`` file of BasicSR-style arguments, checked to exist and parse as YAML.
+def read_option_file(args):
+    """``(path, options)`` of the ``-opt`` file of BasicSR-style arguments, checked to exist and parse as YAML.
 
     Raises:
-        UsageError: ``-opt`` missing, the file missing, or not valid YAML.
+        UsageError: ``-opt`` missing, the file missing, or not a YAML mapping.
     """
     path = None
     for i, arg in enumerate(args):
@@ -74,24 +88,52 @@ def option_file(args):
         raise UsageError(f'{path}{line} is not valid YAML: {getattr(error, "problem", error)}') from None
     if not isinstance(opt, dict):
         raise UsageError(f'{path} must be a YAML mapping of options, got {type(opt).__name__}')
-    return path
+    return path, opt
+
+
+def _yaml_plugins(opt, path):
+    """Import the installed plugins and the ``plugins:`` of an options file (its folder, then the working directory)."""
+    folder = os.path.dirname(os.path.abspath(path))
+    load_plugins(opt.get('plugins'), list(dict.fromkeys([folder, os.getcwd()])), f'{path}: plugins:')
 
 
 def _run_basicsr_pipeline(command, args):
-    """Run BasicSR's train or test pipeline with ``args`` as its command line."""
+    """Run BasicSR's train or test pipeline with ``args`` as its command line.
+
+    Right after BasicSR's own ``parse_options`` (``--force_yml``, ``--debug`` and the launcher
+    applied), and before the pipeline creates or archives any folder, the YAML's ``plugins:``
+    are imported and the run's options are checked by building them
+    (:func:`newbp_plugin.preflight.check_run_options`).
+    """
     args = normalise_basicsr_args(args)
     if not any(a in ('-h', '--help') for a in args):
-        option_file(args)
+        path, opt = read_option_file(args)
+        missing = [key for key in REQUIRED_OPTIONS[command] if key not in opt]
+        if missing:
+            raise UsageError(f"{path}: missing option '{missing[0]}' (basicsr {command} needs "
+                             f"{', '.join(REQUIRED_OPTIONS[command])})")
     if command == 'train':
-        from basicsr.train import train_pipeline as pipeline
+        import basicsr.train as module
+        pipeline = module.train_pipeline
     else:
-        from basicsr.test import test_pipeline as pipeline
+        import basicsr.test as module
+        pipeline = module.test_pipeline
+    parse_options = module.parse_options
+
+    def parse_then_check(root_path, is_train):
+        opt, parsed = parse_options(root_path, is_train=is_train)
+        _yaml_plugins(opt, parsed.opt)
+        check_run_options(opt, parsed.opt)
+        return opt, parsed
+
     saved_argv = sys.argv
     sys.argv = [f'{PROG} {command}'] + args
+    module.parse_options = parse_then_check
     try:
         pipeline(os.getcwd())
     finally:
         sys.argv = saved_argv
+        module.parse_options = parse_options
     return 0
 
 
@@ -103,23 +145,27 @@ def _test(parsed, rest):
     return _run_basicsr_pipeline('test', rest)
 
 
+def _command_line_plugins(parsed):
+    """Import the installed plugins and the ``--plugin`` modules (found from the working directory)."""
+    load_plugins(parsed.plugin, [os.getcwd()], '--plugin')
+
+
 def _kernels_list(parsed, rest):
-    from newbp_plugin.kernels import describe_kernels
+    from newbp_plugin.kernels import KERNEL_REGISTRY, describe_kernels
+    _command_line_plugins(parsed)
     rows = describe_kernels()
     width = max(len(name) for name, _ in rows)
     for name, summary in rows:
-        print(f'{name:<{width}}  {summary}')
+        source = origin(KERNEL_REGISTRY.get(name)) if name in KERNEL_REGISTRY else None
+        print(f'{name:<{width}}  {summary}' + (f'  [from {source}]' if source else ''))
     return 0
 
 
 def _kernels_show(parsed, rest):
-    from newbp_plugin.kernels import KernelSpecError, build_kernel, describe_spec, parse_kernel_spec, \
-        render_kernel_png
-    try:
-        spec = parse_kernel_spec(parsed.spec)
-        kernel = build_kernel(spec, rng=parsed.seed)
-    except KernelSpecError as error:
-        raise UsageError(str(error)) from None
+    from newbp_plugin.kernels import build_kernel, describe_spec, parse_kernel_spec, render_kernel_png
+    _command_line_plugins(parsed)
+    spec = parse_kernel_spec(parsed.spec)
+    kernel = build_kernel(spec, rng=parsed.seed)
     print(f'{describe_spec(spec)}: shape {tuple(kernel.shape)}, sum {float(kernel.sum()):.6g}')
     if parsed.out:
         render_kernel_png(kernel, parsed.out)
@@ -129,37 +175,29 @@ def _kernels_show(parsed, rest):
 
 def _make_lmdb(parsed, rest):
     from newbp_plugin.data.lmdb_tools import make_lmdb
-    try:
-        count = make_lmdb(parsed.input, parsed.output, parsed.crop_size, parsed.step, parsed.thresh_size,
-                          parsed.compress_level, parsed.overwrite)
-    except (OSError, ValueError) as error:
-        raise UsageError(str(error)) from None
+    count = make_lmdb(parsed.input, parsed.output, parsed.crop_size, parsed.step, parsed.thresh_size,
+                      parsed.compress_level, parsed.overwrite)
     print(f'wrote {count} images to {parsed.output}')
     return 0
 
 
 def _benchmark(parsed, rest):
     from newbp_plugin.benchmark.runner import Benchmark
-    path = option_file(['-opt', parsed.opt] if parsed.opt else [])
-    with open(path, encoding='utf-8') as f:
-        opt = yaml.safe_load(f)
-    try:
-        benchmark = Benchmark(opt)
-    except ValueError as error:
-        raise UsageError(str(error)) from None
-    folder = benchmark.run(os.getcwd())
+    path, opt = read_option_file(['-opt', parsed.opt] if parsed.opt else [])
+    _yaml_plugins(opt, path)
+    _command_line_plugins(parsed)
+    opt.pop('plugins', None)
+    folder = Benchmark(opt).run(os.getcwd())
     print(f'wrote {os.path.join(folder, "benchmark")}.md, .csv, .json and .png')
     return 0
 
 
 def _restore(parsed, rest):
     from newbp_plugin.benchmark.restore import restore
-    try:
-        failures, total = restore(parsed.input, parsed.output, parsed.weights, arch=parsed.arch, kernel=parsed.kernel,
-                                  tile=parsed.tile, tile_overlap=parsed.tile_overlap, save_s=parsed.save_s,
-                                  device=parsed.device, param_key=parsed.param_key)
-    except ValueError as error:
-        raise UsageError(str(error)) from None
+    _command_line_plugins(parsed)
+    failures, total = restore(parsed.input, parsed.output, parsed.weights, arch=parsed.arch, kernel=parsed.kernel,
+                              tile=parsed.tile, tile_overlap=parsed.tile_overlap, save_s=parsed.save_s,
+                              device=parsed.device, param_key=parsed.param_key)
     for path, message in failures:
         print(f'{PROG} restore: failed: {path}: {message}', file=sys.stderr)
     print(f'restored {total - len(failures)} of {total} images into {parsed.output}')
@@ -179,17 +217,24 @@ def build_parser():
         sub = commands.add_parser(name, help=text, add_help=False)
         sub.set_defaults(handler=handler, passthrough=True)
 
+    debug = argparse.ArgumentParser(add_help=False)
+    debug.add_argument('--debug', action='store_true', help=f'show the traceback of an error (or {TRACEBACK_VARIABLE}=1)')
+    plugin = argparse.ArgumentParser(add_help=False, parents=[debug])
+    plugin.add_argument('--plugin', action='append', metavar='MODULE_OR_FILE',
+                        help='import a module (my_sensor) or a .py file that registers kernels; repeatable')
+
     kernels = commands.add_parser('kernels', help='list sensor kernel types, or show one kernel as a PNG')
     kernel_commands = kernels.add_subparsers(dest='kernels_command', metavar='ACTION', required=True)
-    kernel_commands.add_parser('list', help='the registered kernel types').set_defaults(
+    kernel_commands.add_parser('list', help='the registered kernel types', parents=[plugin]).set_defaults(
         handler=_kernels_list, passthrough=False)
-    show = kernel_commands.add_parser('show', help='build a kernel from a spec, print it, draw it')
+    show = kernel_commands.add_parser('show', help='build a kernel from a spec, print it, draw it', parents=[plugin])
     show.add_argument('spec', help="a kernel spec in YAML, e.g. '{type: gaussian, sigma: 1.2}', or a PSF file")
     show.add_argument('--out', help='PNG file to draw the kernel and its centre profiles into')
     show.add_argument('--seed', type=int, default=0, help='seed for a random spec (default: 0)')
     show.set_defaults(handler=_kernels_show, passthrough=False)
 
-    lmdb = commands.add_parser('make-lmdb', help="write a folder of images into a BasicSR LMDB (meta_info.txt)")
+    lmdb = commands.add_parser('make-lmdb', help="write a folder of images into a BasicSR LMDB (meta_info.txt)",
+                               parents=[debug])
     lmdb.add_argument('--input', required=True, help='folder of images (PNG, JPEG, ...; 8- or 16-bit)')
     lmdb.add_argument('--output', required=True, help='LMDB folder to create, X.lmdb')
     lmdb.add_argument('--crop-size', type=int, help='cut sub-images of this side [px] (BasicSR: 480); default: whole')
@@ -199,11 +244,12 @@ def build_parser():
     lmdb.add_argument('--overwrite', action='store_true', help='replace an existing output LMDB')
     lmdb.set_defaults(handler=_make_lmdb, passthrough=False)
 
-    bench = commands.add_parser('benchmark', help='compare methods (classical, zoo, plugin models) under degradations')
+    bench = commands.add_parser('benchmark', help='compare methods (classical, zoo, plugin models) under degradations',
+                                parents=[plugin])
     bench.add_argument('-opt', '--opt', help='the benchmark YAML, e.g. options/benchmark/sample.yml')
     bench.set_defaults(handler=_benchmark, passthrough=False)
 
-    restore = commands.add_parser('restore', help='restore image files with a trained network')
+    restore = commands.add_parser('restore', help='restore image files with a trained network', parents=[plugin])
     restore.add_argument('-i', '--input', required=True, help='an image (PNG, TIFF, JPEG; 8 or 16 bits) or a folder')
     restore.add_argument('-o', '--output', required=True, help='output file (input is a file) or folder')
     restore.add_argument('--weights', required=True, help='the checkpoint, .pth')
@@ -232,8 +278,12 @@ def main(argv=None):
         parser.error(f'unrecognized arguments: {" ".join(rest)}')
     try:
         return parsed.handler(parsed, rest)
-    except UsageError as error:
-        print(f'{PROG} {parsed.command}: error: {error}', file=sys.stderr)
+    except (UsageError, ) + USER_ERRORS as error:
+        wants_traceback = (getattr(parsed, 'debug', False) or '--debug' in rest
+                           or os.environ.get(TRACEBACK_VARIABLE, '0') != '0')
+        if wants_traceback and not isinstance(error, UsageError):
+            raise
+        print(f'{PROG} {parsed.command}: error: {error_message(error)}', file=sys.stderr)
         return 2
 
 

@@ -71,7 +71,7 @@ def test_flags_reach_basicsr_parser(tmp_path, monkeypatch):
     import basicsr.test
     from basicsr.utils.options import parse_options
     opt_file = tmp_path / 'x.yml'
-    opt_file.write_text('name: x\nmodel_type: SRModel\nnum_gpu: 0\ndatasets: {}\npath: {}\n')
+    opt_file.write_text('name: x\nmodel_type: SRModel\nnum_gpu: 0\ndatasets: {}\npath: {}\nval: {}\n')
     seen = {}
 
     def parse_only(root_path):

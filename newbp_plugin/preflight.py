@@ -1,0 +1,161 @@
+"""Option errors of a BasicSR run, found before BasicSR acts on the run.
+
+BasicSR's train and test pipelines parse the options, create the run's folders (an existing
+``experiments/<name>`` or ``results/<name>`` is renamed ``*_archived_<time>``), and only then
+build the datasets and the model. :func:`check_run_options` builds them first, on a copy of the
+options, so that a typo fails while the folders are as they were.
+
+User errors are :data:`USER_ERRORS`: a ValueError (the plugin's convention for a bad option
+or input: KernelSpecError, NoiseSpecError, every option check, an undecodable image), an OSError
+(a missing or unreadable file), an ``lmdb.Error`` (a corrupt LMDB) and a CheckpointMismatchError
+(weights that do not fit). ``basicsr`` prints them as one line; any other exception is a bug
+and keeps its traceback.
+"""
+import contextlib
+import copy
+import difflib
+import gc
+import inspect
+import itertools
+import logging
+import random
+
+import lmdb
+import numpy as np
+import torch
+
+from newbp_plugin.archs.checkpoint import CheckpointMismatchError
+from newbp_plugin.options import check_options
+
+USER_ERRORS = (ValueError, OSError, lmdb.Error, CheckpointMismatchError)
+SUFFIX = '_basicsr'  # BasicSR's registries find 'X' also under 'X_basicsr'
+LISTED = 3  # entries of a listing kept in a one-line message
+
+
+class OptionError(ValueError):
+    """A bad option or input of a run; the message names the options file and the key."""
+
+
+def error_message(error):
+    """A user error as one line: its lines joined, indented lists cut to LISTED entries, a DataLoader
+    worker's wrapper reduced to the original message."""
+    lines = [line for line in str(error).splitlines() if line.strip()]
+    if len(lines) > 1 and lines[0].startswith('Caught ') and lines[1].startswith('Original Traceback'):
+        lines = [lines[-1].split(': ', 1)[-1]]  # 'ValueError: CrosstalkDataset: cannot decode ...'
+    parts = []
+    for indent, group in itertools.groupby(lines, key=lambda line: len(line) - len(line.lstrip())):
+        group = [line.strip() for line in group]
+        if indent and len(group) > LISTED:  # e.g. the keys of weights that do not fit
+            group = group[:LISTED] + [f'... ({len(group) - LISTED} more)']
+        parts += group
+    return ' '.join(parts)
+
+
+@contextlib.contextmanager
+def _located(path, where=None):
+    """Re-raise a user error as an OptionError that names ``path`` and ``where`` (a key, if the message lacks it)."""
+    try:
+        yield
+    except USER_ERRORS as error:
+        raise OptionError(f"{path}: {f'{where}: ' if where else ''}{error_message(error)}") from error
+
+
+@contextlib.contextmanager
+def _without_side_effects():
+    """BasicSR's root logger left silent and uninitialised (its log file comes later); random states restored."""
+    from basicsr.utils import logger as basicsr_logger
+    logger = logging.getLogger('basicsr')
+    initialised, disabled = 'basicsr' in basicsr_logger.initialized_logger, logger.disabled
+    basicsr_logger.initialized_logger['basicsr'] = True  # get_root_logger returns the logger as it is
+    logger.disabled = True
+    python_state, numpy_state = random.getstate(), np.random.get_state()
+    try:
+        with torch.random.fork_rng(devices=[]):
+            yield
+    finally:
+        random.setstate(python_state)
+        np.random.set_state(numpy_state)
+        logger.disabled = disabled
+        if not initialised:
+            del basicsr_logger.initialized_logger['basicsr']
+
+
+def _registered(registry, options, where):
+    """The class of ``options['type']`` in a BasicSR registry; OptionError naming the closest name if absent."""
+    name = options.get('type')
+    known = sorted(key[:-len(SUFFIX)] if key.endswith(SUFFIX) else key for key in registry.keys())
+    found = registry._obj_map.get(name) or registry._obj_map.get(f'{name}{SUFFIX}')
+    if found is None:
+        close = difflib.get_close_matches(str(name), known, n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ''
+        what = f"unknown {registry._name} type '{name}'{hint}" if name is not None else 'no type'
+        raise OptionError(f"{where}: {what}; known: {', '.join(known)}")
+    return found
+
+
+def _check_keywords(cls, options, where, path):
+    """The options of a class built as ``cls(**options)`` (BasicSR's networks and losses) against its signature."""
+    params = inspect.signature(cls).parameters
+    if any(param.kind is param.VAR_KEYWORD for param in params.values()):
+        return  # it checks its own options
+    with _located(path, where):
+        check_options([key for key in options if key != 'type'], list(params), cls.__name__)
+    missing = [key for key, param in params.items() if param.default is param.empty and key not in options]
+    if missing:
+        raise OptionError(f'{path}: {where}: {cls.__name__} needs option {missing[0]}')
+
+
+def _check_types(opt, path):
+    """Every ``type`` is registered; networks and losses get only the keywords they take."""
+    from basicsr.utils.registry import ARCH_REGISTRY, DATASET_REGISTRY, LOSS_REGISTRY, METRIC_REGISTRY, MODEL_REGISTRY
+    _registered(MODEL_REGISTRY, {'type': opt['model_type']}, f'{path}: model_type')
+    for phase, dataset_opt in opt['datasets'].items():
+        _registered(DATASET_REGISTRY, dataset_opt, f'{path}: datasets:{phase}')
+        if 'name' not in dataset_opt:
+            raise OptionError(f'{path}: datasets:{phase}: needs a name (used in logs and folders)')
+    built = [(ARCH_REGISTRY, key, value) for key, value in opt.items() if key.startswith('network_')]
+    if opt['is_train']:
+        built += [(LOSS_REGISTRY, f'train:{key}', value) for key, value in (opt.get('train') or {}).items()
+                  if key.endswith('_opt') and value]
+    for registry, where, options in built:
+        _check_keywords(_registered(registry, options, f'{path}: {where}'), options, where, path)
+    for name, metric_opt in ((opt.get('val') or {}).get('metrics') or {}).items():
+        _registered(METRIC_REGISTRY, metric_opt, f'{path}: val:metrics:{name}')
+
+
+def check_run_options(opt, path):
+    """Build what BasicSR's pipeline will build from ``opt``, on a copy, and throw it away.
+
+    Checks every registered ``type`` and the keywords of networks and losses, then builds each
+    dataset and reads its first sample (a missing or corrupt LMDB, an unreadable image), each
+    ``network_*``, and the model (its weights, losses and optimizers). Nothing is written, no
+    log is started, and Python's, numpy's and torch's random states are left as they were.
+
+    Args:
+        opt (dict): the options as BasicSR's ``parse_options`` returns them.
+        path (str): the options file, for messages.
+
+    Raises:
+        OptionError: a user error (:data:`USER_ERRORS`), with the file and the key.
+    """
+    from basicsr.archs import build_network
+    from basicsr.data import build_dataset
+    from basicsr.models import build_model
+    opt = copy.deepcopy(opt)
+    _check_types(opt, path)
+    with _without_side_effects():
+        for phase, dataset_opt in opt['datasets'].items():
+            with _located(path, f'datasets:{phase}'):
+                dataset = build_dataset(dataset_opt)
+                if len(dataset):
+                    dataset[0]
+            del dataset  # an LMDB may be opened once per process: close it before BasicSR opens it
+        for key, network_opt in opt.items():
+            if key.startswith('network_'):
+                with _located(path, key):
+                    build_network(network_opt)
+        with _located(path):  # the model's messages name their keys ('train:pixel_opt') or files
+            build_model(opt)
+    gc.collect()
+    if torch.cuda.is_initialized():
+        torch.cuda.empty_cache()

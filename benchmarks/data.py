@@ -1,20 +1,20 @@
-"""Data loading: CrosstalkDataset (synthesis on the fly) against PairedImageDataset (stored pairs).
+"""Data loading: CrosstalkDataset + degradation of the batch against PairedImageDataset (stored pairs).
 
 Both read the same clean images from LMDB: photographs shipped with scikit-image, cut into
 480x480 sub-images as BasicSR prepares DIV2K (``make-lmdb --crop-size 480 --step 240``).
 PairedImageDataset reads, for the same keys, LQ images degraded beforehand with the same
 kernel and noise and stored as 8-bit PNGs (BasicSR's pre-rendered workflow). Each yields
-256x256 training crops with flips and rotations; CrosstalkDataset degrades each crop with a
-gaussian kernel of 7x7 or 31x31 and noise in linear light, quantised to 8 bits: the
-Poisson-Gaussian noise of the shipped recipes (gain 0.002: 500 electrons at full scale), a
-harsher one (gain 0.01: 100 electrons, where most pixels draw exact Poisson shot noise), or
-Gaussian noise alone (what synthesis costs without the exact Poisson draws).
+256x256 training crops with flips and rotations. CrosstalkDataset returns clean crops and the
+draws of K and N; ``degrade_batch`` then degrades the whole batch in the main process, as
+``NewBPModel.feed_data`` does (on the CPU here): a gaussian kernel of 7x7 or 31x31, noise in
+linear light, quantised to 8 bits: the Poisson-Gaussian noise of the shipped recipes (gain
+0.002: 500 electrons at full scale), a harsher one (gain 0.01: 100 electrons), or Gaussian noise.
 
-Throughput: samples/s through a DataLoader (batch 8, shuffled), with ``num_workers`` 0 (the
-main process, ``--threads`` torch threads) and 1; the median of ``--rounds`` timed passes of
-``--samples`` samples after one warm-up batch, the two datasets alternating so that they share
-the machine's load. Then where the synthesis time goes: the median time of each step for one
-sample, and the Poisson and normal samplers against numpy's, side by side.
+Throughput: samples/s of whole batches (batch 8, shuffled) through a DataLoader with
+``num_workers`` 0 (the main process) and 1, the degradation of each batch included for
+CrosstalkDataset; the median of ``--rounds`` timed passes of ``--samples`` samples after one
+warm-up batch, the two alternating so that they share the machine's load. Then where the time of
+one batch's degradation goes, step by step.
 
 Usage: ``python benchmarks/data.py [--samples 160] [--rounds 3] [--threads 1] [--out benchmarks/results/data.json]``
 """
@@ -32,17 +32,15 @@ import cv2
 import numpy as np
 import skimage
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, default_collate
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 import newbp_plugin  # noqa: E402,F401  (registration)
 from basicsr.data.paired_image_dataset import PairedImageDataset  # noqa: E402
-from newbp_plugin.data.crosstalk_dataset import CrosstalkDataset  # noqa: E402
-from newbp_plugin.data.degradations import NoiseModel, blur, degrade, srgb_to_linear, standard_normal  # noqa: E402
+from newbp_plugin.data.crosstalk_dataset import CrosstalkDataset, degrade_batch  # noqa: E402
 from newbp_plugin.data.lmdb_tools import make_lmdb  # noqa: E402
-from newbp_plugin.data.poisson import TABLE_MEANS, poisson_small  # noqa: E402
-from newbp_plugin.kernels import build_kernel  # noqa: E402
-from newbp_plugin.ops.color import linear_to_srgb_8bit  # noqa: E402
+from newbp_plugin.sensor.degradation import batch_optics  # noqa: E402
+from newbp_plugin.sensor.noise import add_noise, quantize  # noqa: E402
 
 from report import save_json
 
@@ -65,20 +63,20 @@ def build_lmdbs(folder):
         cv2.imwrite(osp.join(photos, osp.splitext(name)[0] + '.png'), img)
     gt = osp.join(folder, 'gt.lmdb')
     make_lmdb(photos, gt, crop_size=480, step=240, progress=False)
-    clean = CrosstalkDataset({'dataroot_gt': gt, 'phase': 'val', 'kernel': {'type': 'gaussian', 'size': 1}})
     for size, spec in KERNELS.items():
         for noise_name, noise_spec in NOISES.items():
             degraded = osp.join(folder, lq_name(size, noise_name))
             os.makedirs(degraded)
-            kernel, noise, rng = build_kernel(spec), NoiseModel(noise_spec), np.random.default_rng(0)
+            clean = CrosstalkDataset({'dataroot_gt': gt, 'phase': 'val', 'kernel': spec, 'noise': noise_spec})
             for index, key in enumerate(clean.paths):
-                lq = degrade(clean[index]['gt'].numpy(), kernel, noise, rng)
+                lq = degrade_batch(default_collate([clean[index]]))[0].numpy()
                 bgr = np.round(lq.transpose(1, 2, 0)[..., ::-1] * 255).astype(np.uint8)
                 cv2.imwrite(osp.join(degraded, f'{key}.png'), bgr)
+            count = len(clean)
             make_lmdb(degraded, osp.join(folder, f'{lq_name(size, noise_name)}.lmdb'), progress=False)
     # py-lmdb opens a path once per process: PairedImageDataset reads its own copy of the same images.
     shutil.copytree(gt, osp.join(folder, 'gt_copy.lmdb'))
-    return gt, len(clean)
+    return gt, count
 
 
 def lq_name(size, noise_name):
@@ -92,17 +90,21 @@ def datasets(folder, gt, size, noise_name):
                                      dataroot_lq=osp.join(folder, f'{lq_name(size, noise_name)}.lmdb'),
                                      io_backend={'type': 'lmdb'}))
     synthesis = CrosstalkDataset(dict(common, dataroot_gt=gt, kernel=KERNELS[size], noise=NOISES[noise_name]))
-    return {'PairedImageDataset (stored pairs)': paired, 'CrosstalkDataset (synthesis)': synthesis}
+    return {'PairedImageDataset (stored pairs)': paired, 'CrosstalkDataset + degrade_batch': synthesis}
 
 
 def samples_per_second(dataset, workers, samples, seed):
-    """Samples/s of one pass of ``samples`` samples, after a warm-up batch (workers started)."""
+    """Samples/s of one pass of ``samples`` samples, after a warm-up batch (workers started); a batch
+    of CrosstalkDataset is degraded in this process, as NewBPModel.feed_data does."""
     torch.manual_seed(seed)
     sampler = torch.utils.data.RandomSampler(dataset, replacement=True, num_samples=samples + BATCH)
     batches = iter(DataLoader(dataset, batch_size=BATCH, sampler=sampler, num_workers=workers, drop_last=True))
     next(batches)
     start = time.perf_counter()
-    count = sum(len(batch['gt']) for batch in batches)
+    count = 0
+    for batch in batches:
+        lq = degrade_batch(batch) if 'scene' in batch else batch['lq']
+        count += len(lq)
     return count / (time.perf_counter() - start)
 
 
@@ -116,36 +118,23 @@ def median_ms(step, repeats=15):
     return 1e3 * statistics.median(times)
 
 
-def step_times(photos_folder, size, noise_spec):
-    """{step: median ms} of one 256x256 sample of CrosstalkDataset with a size x size kernel."""
-    img = cv2.imread(osp.join(photos_folder, 'astronaut.png'))[:480, :480]
-    png = cv2.imencode('.png', img, [cv2.IMWRITE_PNG_COMPRESSION, 1])[1]
-    context = size // 2
-    codes = img[:GT_SIZE + 2 * context, :GT_SIZE + 2 * context, ::-1].transpose(2, 0, 1)  # RGB view, as the dataset
-    linear = srgb_to_linear(codes)
-    kernel = build_kernel(KERNELS[size])
-    signal = blur(linear, kernel, context)
-    noise, rng = NoiseModel(noise_spec), np.random.default_rng(0)
+def step_times(gt, size, noise_name):
+    """{step: median ms} of degrading one batch of BATCH 256x256 crops with a size x size kernel."""
+    dataset = CrosstalkDataset({'dataroot_gt': gt, 'phase': 'train', 'gt_size': GT_SIZE, 'kernel': KERNELS[size],
+                                'noise': NOISES[noise_name]})
+    batch = default_collate([dataset[index % len(dataset)] for index in range(BATCH)])
+    optics, draws, context = batch_optics(batch['sensor']), batch['sensor'], size // 2
+    light = optics.to_linear(batch['scene'])
+    blurred = optics.blur(light, batch['kernel'])[..., context:-context, context:-context]
+    noisy = add_noise(blurred, draws['gain'], draws['read_sigma'], draws['seed']).clamp(0, 1)
     return {
-        'decode 480x480 PNG': median_ms(lambda: cv2.imdecode(png, cv2.IMREAD_UNCHANGED)),
-        'sRGB codes -> linear (table)': median_ms(lambda: srgb_to_linear(codes)),
-        'blur (degradations.blur)': median_ms(lambda: blur(linear, kernel, context)),
-        'noise, clip': median_ms(lambda: noise.add(signal, rng)),
-        'linear -> 8-bit sRGB (table)': median_ms(lambda: linear_to_srgb_8bit(signal)),
-        'whole degrade()': median_ms(lambda: degrade(codes, kernel, noise, rng, context=context)),
+        'sRGB -> linear': median_ms(lambda: optics.to_linear(batch['scene'])),
+        'blur (crosstalk)': median_ms(lambda: optics.blur(light, batch['kernel'])),
+        'noise (Poisson + normal)': median_ms(lambda: add_noise(blurred, draws['gain'], draws['read_sigma'],
+                                                                draws['seed'])),
+        'linear -> sRGB, quantise': median_ms(lambda: quantize(optics.to_encoded(noisy), draws['quantize'])),
+        'whole degrade_batch': median_ms(lambda: degrade_batch(batch)),
     }
-
-
-def sampler_ns(draws=3 * GT_SIZE * GT_SIZE):
-    """{sampler: median ns a draw}, side by side: exact Poisson for means uniform in
-    [0, TABLE_MEANS), and float32 standard normals (numpy's, and torch's behind standard_normal)."""
-    means = np.random.default_rng(1).uniform(0, TABLE_MEANS, draws).astype(np.float32)
-    rng = np.random.default_rng(2)
-    return {'Poisson: numpy Generator.poisson': 1e6 * median_ms(lambda: rng.poisson(means)) / draws,
-            'Poisson: poisson_small': 1e6 * median_ms(lambda: poisson_small(means, rng)) / draws,
-            'normal: numpy Generator.standard_normal': 1e6 * median_ms(
-                lambda: rng.standard_normal(draws, np.float32)) / draws,
-            'normal: standard_normal (torch)': 1e6 * median_ms(lambda: standard_normal(draws, rng)) / draws}
 
 
 def main():
@@ -175,9 +164,8 @@ def main():
                                  'paired_samples_per_s': paired, 'synthesis_samples_per_s': synthesis,
                                  'ratio': synthesis / paired, 'rounds': rates})
                     del candidates
-        steps = {f'{size}x{size}, {noise_name}': step_times(osp.join(folder, 'photos'), size, noise_spec)
-                 for size in KERNELS for noise_name, noise_spec in NOISES.items()}
-    samplers = sampler_ns()
+        steps = {f'{size}x{size}, {noise_name}': step_times(gt, size, noise_name)
+                 for size in KERNELS for noise_name in NOISES}
 
     print(f'{count} clean 480x480 sub-images; {GT_SIZE}x{GT_SIZE} crops, batch {BATCH}, '
           f'noises {NOISES}; torch threads (main process): {torch.get_num_threads()}')
@@ -185,17 +173,14 @@ def main():
     for row in rows:
         print(f"{row['kernel']:>7} {row['noise']:>9} {row['num_workers']:>7} {row['paired_samples_per_s']:>9.1f} "
               f"{row['synthesis_samples_per_s']:>11.1f} {row['ratio']:>6.2f}")
-    print(f"\n{'step of one sample [ms]':<30}" + ''.join(f'{name:>18}' for name in steps))
+    print(f"\n{f'step of one batch of {BATCH} [ms]':<30}" + ''.join(f'{name:>22}' for name in steps))
     for step in next(iter(steps.values())):
-        print(f'{step:<30}' + ''.join(f'{times[step]:>18.1f}' for times in steps.values()))
-    print(f'\n{3 * GT_SIZE * GT_SIZE} draws (Poisson means uniform in [0, {TABLE_MEANS})), ns a draw:')
-    for name, ns in samplers.items():
-        print(f'{name:<40}{ns:>8.1f}')
+        print(f'{step:<30}' + ''.join(f'{times[step]:>22.1f}' for times in steps.values()))
     result = {
-        'benchmark': 'data loading: CrosstalkDataset synthesis vs PairedImageDataset stored pairs',
+        'benchmark': 'data loading: CrosstalkDataset + degrade_batch vs PairedImageDataset stored pairs',
         'images': f'{count} sub-images 480x480 of {", ".join(PHOTOS)} (scikit-image)',
         'gt_size': GT_SIZE, 'batch_size': BATCH, 'noises': NOISES, 'kernels': KERNELS, 'samples': args.samples,
-        'rounds': args.rounds, 'rows': rows, 'step_ms': steps, 'sampler_ns_per_draw': samplers,
+        'rounds': args.rounds, 'rows': rows, 'batch_step_ms': steps,
         'machine': {'cpus': os.cpu_count(), 'torch_threads': torch.get_num_threads(), 'torch': torch.__version__,
                     'numpy': np.__version__, 'python': platform.python_version(), 'load_average': os.getloadavg()},
     }

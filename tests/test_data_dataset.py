@@ -366,7 +366,7 @@ def test_missing_dataroot_is_named():
 
 @pytest.mark.slow
 def test_basicsr_train_pipeline_on_the_sample_set(tmp_path):
-    """``basicsr train`` (SRModel) with CrosstalkDataset on datasets/sample: a worker process, validation."""
+    """``basicsr train`` (NewBPModel, any network) with CrosstalkDataset on datasets/sample: a worker, validation."""
     import yaml
 
     from tests.conftest import run_basicsr
@@ -374,7 +374,7 @@ def test_basicsr_train_pipeline_on_the_sample_set(tmp_path):
     degradation = {'type': 'CrosstalkDataset', 'kernel': [ASYMMETRIC_SPEC, {'type': 'gaussian', 'sigma': 1.0}],
                    'noise': NOISE}
     opt = {
-        'name': 'data_smoke', 'model_type': 'SRModel', 'scale': 1, 'num_gpu': 0, 'manual_seed': 0,
+        'name': 'data_smoke', 'model_type': 'NewBPModel', 'scale': 1, 'num_gpu': 0, 'manual_seed': 0,
         'datasets': {
             'train': dict(degradation, name='sample', dataroot_gt=f'{sample}/train.lmdb', io_backend={'type': 'lmdb'},
                           gt_size=48, use_hflip=True, use_rot=True, num_worker_per_gpu=1, batch_size_per_gpu=2,

@@ -306,3 +306,17 @@ def test_per_channel_list_must_match_channels():
     with pytest.raises(NoiseSpecError, match='a list of 1 '):
         NoiseModel({'type': 'gaussian', 'sigma': [0.1, 0.2, 0.3]}, channels=1)
     assert NoiseModel({'type': 'gaussian', 'sigma': [0.1]}, channels=1).parameters['sigma'].low.tolist() == [0.1]
+
+
+def test_gaussian_noise_keeps_a_negative_signal_and_shot_noise_is_continuous_at_the_switch():
+    # the normal law of bright pixels and the exact Poisson of dark ones meet at POISSON_EXACT_BELOW electrons
+    from newbp_plugin.sensor.noise import POISSON_EXACT_BELOW, add_noise
+    gain = 0.001
+    levels = torch.tensor([POISSON_EXACT_BELOW - 0.5, POISSON_EXACT_BELOW + 0.5]) * gain
+    signal = levels.view(1, 2, 1, 1).expand(1, 2, 256, 256).contiguous()
+    noisy = add_noise(signal, torch.full((1, 2), gain), torch.zeros(1, 2), torch.tensor([0]))
+    np.testing.assert_allclose(noisy.mean((-2, -1))[0].numpy(), levels.numpy(), rtol=0.01)
+    np.testing.assert_allclose(noisy.var((-2, -1))[0].numpy(), (gain * levels).numpy(), rtol=0.05)
+    negative = add_noise(torch.full((1, 1, 64, 64), -0.1), torch.zeros(1, 1), torch.full((1, 1), 0.01),
+                         torch.tensor([1]))
+    assert abs(negative.mean().item() + 0.1) < 0.002

@@ -17,6 +17,7 @@ import os
 import torch
 
 from newbp_plugin.kernels import build_kernel, is_random_spec
+from newbp_plugin.kernels.build import as_spec
 
 
 def physical_kernel(kernel, channels, owner):
@@ -35,7 +36,7 @@ def physical_kernel(kernel, channels, owner):
     if kernel is None:
         return None
     if isinstance(kernel, (dict, str, list, os.PathLike)):
-        if is_random_spec(kernel):
+        if is_random_spec(as_spec(kernel)):
             raise ValueError(f'{owner}: the kernel spec {kernel!r} is random; a fixed kernel is built once. Leave '
                              'kernel unset and pass the batch kernels to forward(kernel=...) (NewBPModel does, '
                              'from the dataset), or give a fixed spec.')

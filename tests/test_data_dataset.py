@@ -18,7 +18,7 @@ from newbp_plugin.data.lmdb_tools import make_lmdb
 from newbp_plugin.ops import crosstalk
 
 ASYMMETRIC_SPEC = {'type': 'crosstalk', 'left': 0.12, 'right': 0.0, 'up': 0.06, 'down': 0.0, 'diagonal': 0.0}
-NOISE = {'type': 'poisson_gaussian', 'gain': [0.002, 0.01], 'read_sigma': 0.003, 'quantize': 8}
+NOISE = {'type': 'poisson_gaussian', 'gain': {'uniform': [0.002, 0.01]}, 'read_sigma': 0.003, 'quantize': 8}
 
 
 def smooth(rng, height, width, channels, maximum):

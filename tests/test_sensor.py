@@ -199,20 +199,20 @@ def test_poisson_gaussian_per_channel_gain():
 def test_sigma_range_draws_one_sigma_per_image_shared_by_channels():
     sigmas = []
     for seed in range(40):
-        sigma, _ = measured_sigma({'type': 'gaussian', 'sigma': [0.005, 0.02]}, 0.5, seed=seed, size=128)
+        sigma, _ = measured_sigma({'type': 'gaussian', 'sigma': {'uniform': [0.005, 0.02]}}, 0.5, seed=seed, size=128)
         np.testing.assert_allclose(sigma, sigma.mean(), rtol=0.05)
         sigmas.append(sigma.mean())
     assert 0.005 * 0.95 < min(sigmas) < 0.008 and 0.017 < max(sigmas) < 0.02 * 1.05
 
 
 def test_per_channel_ranges_are_drawn_independently():
-    spreads = [np.ptp(measured_sigma({'type': 'gaussian', 'sigma': [[0.005, 0.02]] * 3}, 0.5, seed=s, size=128)[0])
+    spreads = [np.ptp(measured_sigma({'type': 'gaussian', 'sigma': [{'uniform': [0.005, 0.02]}] * 3}, 0.5, seed=s, size=128)[0])
                for s in range(10)]
     assert max(spreads) > 0.005
 
 
 def test_draws_report_the_parameters_used():
-    draws = draws_of({'type': 'poisson_gaussian', 'gain': [0.001, [0.002, 0.004], 0.01], 'read_sigma': 0.003,
+    draws = draws_of({'type': 'poisson_gaussian', 'gain': [0.001, {'uniform': [0.002, 0.004]}, 0.01], 'read_sigma': 0.003,
                       'quantize': 8}, seeds=[0, 1])
     assert draws['gain'].shape == draws['read_sigma'].shape == (2, 3)
     torch.testing.assert_close(draws['gain'][:, [0, 2]], torch.tensor([[0.001, 0.01]] * 2))
@@ -227,7 +227,7 @@ def test_draws_report_the_parameters_used():
 
 def test_noise_variance_is_the_variance_of_the_added_noise():
     # per sample, from its drawn parameters: two samples of one batch with different gains
-    spec = {'type': 'poisson_gaussian', 'gain': [0.0005, 0.01], 'read_sigma': 0.003, 'quantize': 8}
+    spec = {'type': 'poisson_gaussian', 'gain': {'uniform': [0.0005, 0.01]}, 'read_sigma': 0.003, 'quantize': 8}
     scene = np.random.default_rng(2).random((2, 3, 64, 64), dtype=np.float32) * 0.5 + 0.25
     draws = draws_of(spec, seeds=[3, 4], linear_light=True)
     kernel = physical_kernel(ASYMMETRIC, 3, 'test')
@@ -260,7 +260,7 @@ def test_clip_and_quantize():
 
 def test_the_noise_of_a_sample_depends_on_its_seed_only():
     scene = np.random.default_rng(4).random((3, 3, 48, 48), dtype=np.float32)
-    spec = {'type': 'poisson_gaussian', 'gain': [0.001, 0.01], 'read_sigma': [0, 0.01]}
+    spec = {'type': 'poisson_gaussian', 'gain': {'uniform': [0.001, 0.01]}, 'read_sigma': {'uniform': [0, 0.01]}}
     first = degrade_images(scene, ASYMMETRIC, spec, seeds=[7, 8, 9])
     np.testing.assert_array_equal(first, degrade_images(scene, ASYMMETRIC, spec, seeds=[7, 8, 9]))
     np.testing.assert_array_equal(first[1:2], degrade_images(scene[1:2], ASYMMETRIC, spec, seeds=[8]))
@@ -285,11 +285,16 @@ def test_no_noise_is_identity_on_a_delta_kernel():
     ({'type': 'gaussian', 'sigma': 0.1, 'gain': 1}, 'noise.gain is not an option of type gaussian; valid options: '
      'type, clip, quantize, sigma'),
     ({'type': 'gaussian', 'sigma': -0.1}, 'noise.sigma must be >= 0, got -0.1'),
-    ({'type': 'gaussian', 'sigma': True}, 'noise.sigma must be a number, a [low, high] range, or a list of 3'),
-    ({'type': 'gaussian', 'sigma': [0.02, 0.01]}, 'noise.sigma: a range is [low, high] with low <= high'),
-    ({'type': 'gaussian', 'sigma': [0.1, 0.2, 0.3, 0.4]}, 'a list of 3 (one per channel) numbers or ranges'),
-    ({'type': 'gaussian', 'sigma': [0.1, 'a', 0.2]}, 'noise.sigma[1] must be a number or a [low, high] range'),
-    ({'type': 'gaussian', 'sigma': [0.1, [0.3, 0.2], 0.2]}, 'noise.sigma[1]: a range is [low, high]'),
+    ({'type': 'gaussian', 'sigma': True}, 'noise.sigma must be a number or a random value such as {uniform: '),
+    ({'type': 'gaussian', 'sigma': [0.005, 0.02]}, 'noise.sigma: a range is written {uniform: [0.005, 0.02]} (the '
+     'grammar of kernel specs); a list gives one value per channel (3)'),
+    ({'type': 'gaussian', 'sigma': {'uniform': [0.02, 0.01]}}, 'noise.sigma: {uniform: [0.02, 0.01]} needs two '
+     'numbers [low, high] with low <= high'),
+    ({'type': 'gaussian', 'sigma': {'uniform': [-0.1, 0.1]}}, 'noise.sigma must be >= 0, got -0.1'),
+    ({'type': 'gaussian', 'sigma': {'choice': [0.1, -2]}}, 'noise.sigma must be >= 0, got -2'),
+    ({'type': 'gaussian', 'sigma': [0.1, 0.2, 0.3, 0.4]}, 'or a list of 3 (one per channel)'),
+    ({'type': 'gaussian', 'sigma': [0.1, 'a', 0.2]}, 'noise.sigma[1] must be a number or a random value'),
+    ({'type': 'gaussian', 'sigma': [0.1, [0.3, 0.2], 0.2]}, 'noise.sigma[1]: a range is written {uniform: [0.3, 0.2]}'),
     ({'type': 'poisson_gaussian', 'gain': 0}, 'noise.gain must be > 0, got 0'),
     ({'type': 'poisson_gaussian', 'gain': 0.01, 'read_sigma': float('nan')}, 'noise.read_sigma must be >= 0'),
     ({'type': 'gaussian', 'sigma': 0.1, 'clip': 'yes'}, "noise.clip must be true or false, got 'yes'"),
@@ -305,18 +310,11 @@ def test_bad_noise_spec_names_the_key(spec, message):
 def test_per_channel_list_must_match_channels():
     with pytest.raises(NoiseSpecError, match='a list of 1 '):
         NoiseModel({'type': 'gaussian', 'sigma': [0.1, 0.2, 0.3]}, channels=1)
-    assert NoiseModel({'type': 'gaussian', 'sigma': [0.1]}, channels=1).parameters['sigma'].low.tolist() == [0.1]
+    draws = draws_of({'type': 'gaussian', 'sigma': [0.1]}, seeds=[0], channels=1)
+    torch.testing.assert_close(draws['read_sigma'], torch.tensor([[0.1]]))
 
 
-def test_gaussian_noise_keeps_a_negative_signal_and_shot_noise_is_continuous_at_the_switch():
-    # the normal law of bright pixels and the exact Poisson of dark ones meet at POISSON_EXACT_BELOW electrons
-    from newbp_plugin.sensor.noise import POISSON_EXACT_BELOW, add_noise
-    gain = 0.001
-    levels = torch.tensor([POISSON_EXACT_BELOW - 0.5, POISSON_EXACT_BELOW + 0.5]) * gain
-    signal = levels.view(1, 2, 1, 1).expand(1, 2, 256, 256).contiguous()
-    noisy = add_noise(signal, torch.full((1, 2), gain), torch.zeros(1, 2), torch.tensor([0]))
-    np.testing.assert_allclose(noisy.mean((-2, -1))[0].numpy(), levels.numpy(), rtol=0.01)
-    np.testing.assert_allclose(noisy.var((-2, -1))[0].numpy(), (gain * levels).numpy(), rtol=0.05)
-    negative = add_noise(torch.full((1, 1, 64, 64), -0.1), torch.zeros(1, 1), torch.full((1, 1), 0.01),
-                         torch.tensor([1]))
-    assert abs(negative.mean().item() + 0.1) < 0.002
+def test_choice_draws_one_of_its_values_per_image():
+    seen = {round(float(draws_of({'type': 'poisson_gaussian', 'gain': {'choice': [0.002, 0.01]}}, [seed])['gain'][0, 0]),
+                  6) for seed in range(20)}
+    assert seen == {0.002, 0.01}

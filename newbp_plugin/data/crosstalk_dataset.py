@@ -14,7 +14,8 @@ from basicsr.utils.registry import DATASET_REGISTRY
 from torch.utils import data
 
 from newbp_plugin.kernels import MAX_KERNEL_SIZE, KernelSampler, build_kernel
-from newbp_plugin.kernels.build import RANDOM_TYPE, RANDOM_VALUES, as_spec
+from newbp_plugin.kernels.build import RANDOM_TYPE, as_spec
+from newbp_plugin.ranges import RANDOM_RULES
 from newbp_plugin.kernels.grid import centre_pad
 from newbp_plugin.options import check_options
 from newbp_plugin.registration import register
@@ -76,7 +77,7 @@ def _corner_specs(spec):
         return [list(combination) for combination in itertools.product(*map(_corner_specs, spec))]
     if not isinstance(spec, dict):
         return [spec]
-    if len(spec) == 1 and next(iter(spec)) in RANDOM_VALUES:
+    if len(spec) == 1 and next(iter(spec)) in RANDOM_RULES:
         rule, values = next(iter(spec.items()))
         return [corner for value in (values if rule == 'choice' else (values[0], values[-1]))
                 for corner in _corner_specs(value)]

@@ -7,11 +7,12 @@ import os
 import numpy as np
 import yaml
 
+from newbp_plugin.ranges import draw_value, is_random_value, random_value_args
+
 from .registry import KERNEL_REGISTRY
 
 MAX_KERNEL_SIZE = 127  # largest kernel side [px] accepted
 RANDOM_TYPE = 'random'  # spec type that draws one of its ``choices``
-RANDOM_VALUES = ('uniform', 'randint', 'choice')  # keys of a random option value
 GENERIC_OPTIONS = ('centre', 'allow_negative')  # options every kernel type accepts
 
 
@@ -40,31 +41,15 @@ def as_spec(spec):
     return spec
 
 
-def _is_random_value(spec):
-    return isinstance(spec, dict) and len(spec) == 1 and next(iter(spec)) in RANDOM_VALUES
-
-
 def is_random_spec(spec):
     """Whether building ``spec`` draws random numbers (a list, ``type: random`` or a random value)."""
     if isinstance(spec, dict):
-        if spec.get('type') == RANDOM_TYPE or _is_random_value(spec):
+        if spec.get('type') == RANDOM_TYPE or is_random_value(spec):
             return True
         return any(is_random_spec(value) for value in spec.values())
     if isinstance(spec, (list, tuple)):
         return any(is_random_spec(value) for value in spec)
     return False
-
-
-def _random_value_args(spec, where):
-    """(rule, args) of a random option value ``{rule: args}``, its grammar checked."""
-    rule, args = next(iter(spec.items()))
-    if rule == 'choice':
-        if not isinstance(args, (list, tuple)) or not args:
-            raise KernelSpecError(f'{where}: {{choice: ...}} needs a non-empty list, got {args!r}')
-    elif (not isinstance(args, (list, tuple)) or len(args) != 2
-          or not all(isinstance(v, numbers.Real) for v in args) or args[0] > args[1]):
-        raise KernelSpecError(f'{where}: {{{rule}: {args!r}}} needs two numbers [low, high] with low <= high')
-    return rule, args
 
 
 def _choices_weights(spec, where):
@@ -114,14 +99,10 @@ def resolve_spec(spec, rng=None, where='kernel'):
         return [resolve_spec(value, rng, f'{where}[{index}]') for index, value in enumerate(spec)]
     if not isinstance(spec, dict):
         return spec
-    if _is_random_value(spec):
-        rule, args = _random_value_args(spec, where)
+    if is_random_value(spec):
+        random_value_args(spec, where, KernelSpecError)
         _require_rng(rng, spec, where)
-        if rule == 'choice':
-            value = args[rng.integers(len(args))]
-        else:
-            value = float(rng.uniform(*args)) if rule == 'uniform' else int(rng.integers(*args, endpoint=True))
-        return resolve_spec(value, rng, where)
+        return resolve_spec(draw_value(spec, rng, where, KernelSpecError), rng, where)
     if spec.get('type') == RANDOM_TYPE:
         choices, weights = _choices_weights(spec, where)
         _require_rng(rng, spec, where)
@@ -139,8 +120,8 @@ def check_spec(spec, where='kernel', is_spec=True):
     if isinstance(spec, (list, tuple)):
         for index, value in enumerate(spec):
             check_spec(value, f'{where}[{index}]', is_spec=False)
-    elif _is_random_value(spec):
-        check_spec(_random_value_args(spec, where)[1], where, is_spec=False)
+    elif is_random_value(spec):
+        check_spec(random_value_args(spec, where, KernelSpecError)[1], where, is_spec=False)
     elif isinstance(spec, dict) and spec.get('type') == RANDOM_TYPE:
         for index, choice in enumerate(_choices_weights(spec, where)[0]):
             check_spec(as_spec(choice), f'{where}.choices[{index}]')

@@ -13,17 +13,22 @@ clipped to [0, 1] (``clip``) and, after encoding, rounded to ``quantize`` bits.
 
 Spec (YAML), validated by :class:`NoiseModel`; errors name the key::
 
-    noise: {type: gaussian, sigma: 0.01}                  # fixed sigma, all channels
-    noise: {type: gaussian, sigma: [0.005, 0.02]}         # [low, high]: one uniform draw per image
-    noise: {type: gaussian, sigma: [0.01, [0.01, 0.03], 0.02]}   # per channel (R, G, B): number or range
-    noise: {type: poisson_gaussian, gain: [0.002, 0.01], read_sigma: 0.002, clip: true, quantize: 8}
-    noise: {type: none, quantize: 16}                     # no noise, only clipping / quantisation
+    noise: {type: gaussian, sigma: 0.01}                           # fixed sigma, all channels
+    noise: {type: gaussian, sigma: {uniform: [0.005, 0.02]}}       # one draw per image, shared by the channels
+    noise: {type: gaussian, sigma: [0.01, {uniform: [0.01, 0.03]}, 0.02]}   # per channel (R, G, B)
+    noise: {type: poisson_gaussian, gain: {choice: [0.002, 0.01]}, read_sigma: 0.002, clip: true, quantize: 8}
+    noise: {type: none, quantize: 16}                              # no noise, only clipping / quantisation
     # common keys: clip (bool, default true), quantize (8 | 16 | null, default null; needs clip)
+
+Random values follow the one grammar of kernel specs (:mod:`newbp_plugin.ranges`:
+``{uniform|randint|choice: ...}``); the former ``[low, high]`` range fails with the new form.
 """
 import numbers
 
 import numpy as np
 import torch
+
+from newbp_plugin.ranges import draw_value, extremes, is_random_value
 
 # type -> {parameter: (smallest valid value, whether that bound is excluded, default; None: required)}
 NOISE_PARAMETERS = {
@@ -45,50 +50,48 @@ def _is_number(value):
 
 
 class _Parameter:
-    """A noise parameter: per-channel ``low`` and ``high`` (equal when fixed), one draw shared or per channel."""
+    """A noise parameter: per channel a fixed number or a random value, one draw shared or one per channel."""
 
-    def __init__(self, low, high, shared):
-        self.low, self.high, self.shared = np.asarray(low, np.float64), np.asarray(high, np.float64), shared
+    def __init__(self, values, shared, where):
+        self.values, self.shared, self.where = values, shared, where
 
     def draw(self, rng, channels):
-        """(channels,) float64 values, uniform in [low, high]."""
-        fraction = rng.random(1 if self.shared else channels)
-        return self.low + fraction * (self.high - self.low)
+        """(channels,) float64 values."""
+        if self.shared:
+            return np.full(channels, draw_value(self.values[0], rng, self.where, NoiseSpecError), np.float64)
+        return np.array([draw_value(value, rng, self.where, NoiseSpecError) for value in self.values], np.float64)
 
 
 def _parse_parameter(value, key, channels, minimum, exclusive):
-    """A :class:`_Parameter` from a number, a [low, high] range, or a list with one of those per channel."""
+    """A :class:`_Parameter` from a number or random value (shared by the channels), or a list with one per channel."""
     where = f'noise.{key}'
 
-    def check_bounds(low, high, place):
-        for number in (low, high):
-            if not np.isfinite(number) or number < minimum or (exclusive and number == minimum):
+    def checked(item, place):
+        if not (_is_number(item) or is_random_value(item)):
+            raise NoiseSpecError(f'{place} must be a number or a random value such as {{uniform: [0.001, 0.01]}}, '
+                                 f'got {item!r}')
+        for number in extremes(item, place, NoiseSpecError):
+            if not _is_number(number) or not np.isfinite(number) or number < minimum or (exclusive
+                                                                                         and number == minimum):
                 raise NoiseSpecError(f"{place} must be {'>' if exclusive else '>='} {minimum:g}, got {number!r}")
-        if low > high:
-            raise NoiseSpecError(f'{place}: a range is [low, high] with low <= high, got [{low!r}, {high!r}]')
+        return item
 
-    def is_range(item):
+    def old_range(item):
         return isinstance(item, (list, tuple)) and len(item) == 2 and all(_is_number(v) for v in item)
 
-    if _is_number(value):
-        check_bounds(value, value, where)
-        return _Parameter([value] * channels, [value] * channels, shared=True)
-    if is_range(value):
-        check_bounds(value[0], value[1], where)
-        return _Parameter([value[0]] * channels, [value[1]] * channels, shared=True)
-    if isinstance(value, (list, tuple)) and len(value) == channels:
-        lows, highs = [], []
+    if isinstance(value, (list, tuple)) and len(value) == channels and not (channels == 2 and old_range(value)):
         for index, item in enumerate(value):
-            if _is_number(item):
-                item = (item, item)
-            elif not is_range(item):
-                raise NoiseSpecError(f'{where}[{index}] must be a number or a [low, high] range, got {item!r}')
-            check_bounds(item[0], item[1], f'{where}[{index}]')
-            lows.append(item[0])
-            highs.append(item[1])
-        return _Parameter(lows, highs, shared=False)
-    raise NoiseSpecError(f'{where} must be a number, a [low, high] range, or a list of {channels} (one per '
-                         f'channel) numbers or ranges; got {value!r}')
+            if old_range(item):
+                raise NoiseSpecError(f'{where}[{index}]: a range is written {{uniform: {list(item)}}} (the grammar '
+                                     'of kernel specs)')
+        return _Parameter([checked(item, f'{where}[{index}]') for index, item in enumerate(value)], False, where)
+    if old_range(value):
+        raise NoiseSpecError(f'{where}: a range is written {{uniform: {list(value)}}} (the grammar of kernel specs); '
+                             f'a list gives one value per channel ({channels})')
+    if isinstance(value, (list, tuple)):
+        raise NoiseSpecError(f'{where} must be a number, a random value such as {{uniform: [0.001, 0.01]}}, or a '
+                             f'list of {channels} (one per channel); got {value!r}')
+    return _Parameter([checked(value, where)], True, where)
 
 
 class NoiseModel:

@@ -180,18 +180,20 @@ def add_noise(signal, gain, read_sigma, seeds):
     """
     gain, read_sigma = gain.to(signal)[..., None, None], read_sigma.to(signal)[..., None, None]
     mean = signal.clamp(min=0)
-    noisy = torch.empty_like(signal)
-    for index, seed in enumerate(seeds.tolist()):
-        generator = torch.Generator(signal.device).manual_seed(seed)
-        normal = torch.randn(signal.shape[1:], generator=generator, device=signal.device, dtype=signal.dtype)
-        sample_mean, sample_gain, sample_read = mean[index], gain[index], read_sigma[index]
-        level = torch.where(sample_gain > 0, sample_mean, signal[index])  # Gaussian noise alone: b as it is
-        noisy[index] = torch.addcmul(level, (sample_gain * sample_mean + sample_read.square()).sqrt(), normal)
-        dark = (sample_gain > 0) & (sample_mean < POISSON_EXACT_BELOW * sample_gain)
-        if dark.any():
-            electrons = (sample_mean / sample_gain.where(sample_gain > 0, 1))[dark]
-            shot = torch.poisson(electrons, generator=generator) * sample_gain.expand_as(dark)[dark]
-            noisy[index][dark] = shot + sample_read.expand_as(dark)[dark] * normal[dark]
+    generators = [torch.Generator(signal.device).manual_seed(seed) for seed in seeds.tolist()]
+    normal = torch.stack([torch.randn(signal.shape[1:], generator=generator, device=signal.device,
+                                      dtype=signal.dtype) for generator in generators])
+    # bright pixels, and Gaussian noise alone (gain 0, b as it is): one normal draw of the summed variance
+    noisy = torch.addcmul(torch.where(gain > 0, mean, signal), (gain * mean + read_sigma.square()).sqrt(), normal)
+    electrons = mean / gain.where(gain > 0, 1)
+    dark = (gain > 0) & (electrons < POISSON_EXACT_BELOW)
+    for sample, generator in enumerate(generators):
+        pixels = dark[sample].flatten().nonzero().squeeze(1)
+        if len(pixels):
+            channels = pixels // dark[sample, 0].numel()
+            shot = torch.poisson(electrons[sample].flatten()[pixels], generator=generator)
+            sample_gain, sample_read = gain[sample].flatten()[channels], read_sigma[sample].flatten()[channels]
+            noisy[sample].view(-1)[pixels] = shot * sample_gain + sample_read * normal[sample].flatten()[pixels]
     return noisy
 
 

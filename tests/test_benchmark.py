@@ -17,8 +17,7 @@ from basicsr.utils import tensor2img
 from newbp_plugin.benchmark.network import load_network, run_network
 from newbp_plugin.benchmark.runner import Benchmark
 from newbp_plugin.data.crosstalk_dataset import CrosstalkDataset
-from newbp_plugin.models.newbp_model import VAL_OPTIONS
-from newbp_plugin.options import check_options
+from newbp_plugin.models.newbp_model import parse_model_options
 from tests.conftest import run_basicsr, write_smooth_images
 from tests.test_data_dataset import lq_of
 
@@ -139,7 +138,9 @@ def test_zoo_checkpoint_into_a_wrong_architecture_names_the_keys():
     ({'methods': {'w': {'type': 'wienr'}}}, 'methods:w needs a type, one of identity, network'),
     ({'methods': {'w': {'type': 'wiener', 'boundary': 'zeros'}}}, 'methods:w: boundary must be one of'),
     ({'methods': {'c': {'type': 'converse', 'lam': -1}}}, 'methods:c: converse2d: lam must be > 0'),
-    ({'methods': {'n': {'type': 'network', 'network_g': ZOO_ARCH}}}, 'methods:n: option weights'),
+    ({'methods': {'n': {'type': 'network', 'network_g': ZOO_ARCH}}}, 'option methods:n:weights is required'),
+    ({'seed': -1}, 'option seed must be an integer >= 0, got -1'),
+    ({'figure': {'zoom': 0}}, 'option figure:zoom must be a positive integer, got 0'),
     ({'dataset': {'dataroot_gt': '.', 'crop': 8}}, "unknown option 'dataset:crop'"),
     ({'noises': {'n': {'type': 'gaussian'}}}, 'noises:n: .*noise.sigma is required'),
     ({'metrics': {'psnr': {'type': 'calculate_psnrr'}}}, 'metrics:psnr needs a type'),
@@ -184,7 +185,7 @@ def test_zoo_test_options_build_the_official_networks(name):
     with open(osp.join(ROOT, 'options', 'test', f'{name}.yml'), encoding='utf-8') as f:
         opt = yaml.safe_load(f)
     assert opt['model_type'] == 'NewBPModel'
-    check_options(opt['val'], VAL_OPTIONS, 'NewBPModel', prefix='val:')
+    parse_model_options(opt)
     assert opt['path']['pretrain_network_g'] == f'experiments/pretrained_models/{name}.pth'
     assert all(dataset['type'] == 'PairedImageDataset' for dataset in opt['datasets'].values())
     assert opt['network_g']['type'] == ('NAFNetLocal' if 'GoPro' in name else 'NAFNet')  # TLC for GoPro

@@ -8,8 +8,7 @@ from basicsr.archs import build_network
 from basicsr.data import build_dataset
 from basicsr.utils.options import ordered_yaml
 
-from newbp_plugin.models.newbp_model import TRAIN_OPTIONS, VAL_OPTIONS
-from newbp_plugin.options import check_options
+from newbp_plugin.models.newbp_model import parse_model_options
 from tests.test_data_dataset import lq_of
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -36,8 +35,7 @@ def test_recipe_builds(path):
     opt = load(path)
     assert opt['scale'] == 1
     if opt['model_type'] == 'NewBPModel':
-        check_options(opt.get('train'), TRAIN_OPTIONS, 'NewBPModel', prefix='train:')
-        check_options(opt.get('val'), VAL_OPTIONS, 'NewBPModel', prefix='val:')
+        parse_model_options(opt)
     network = copy.deepcopy(opt['network_g'])
     network.pop('pretrain_body', None)  # zoo weights are not shipped
     build_network(network)

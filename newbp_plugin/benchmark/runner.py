@@ -63,36 +63,44 @@ from newbp_plugin.benchmark import classical
 from newbp_plugin.benchmark.network import load_network, network_options, run_network
 from newbp_plugin.benchmark.report import write_reports
 from newbp_plugin.data.crosstalk_dataset import CrosstalkDataset, degrade_batch
-from newbp_plugin.options import check_options
+from newbp_plugin.options import REQUIRED, Option, check_options, is_bool, is_int, one_of, optional, parse_options
 from newbp_plugin.sensor import physical_kernel
 from newbp_plugin.sensor.degradation import noise_variance
 
 OWNER = 'benchmark options'
-REQUIRED = object()
+
+def _mapping(value):
+    return isinstance(value, dict) and bool(value)
+
+
 OPTIONS = {
-    'name': REQUIRED,
-    'dataset': REQUIRED,
-    'kernels': REQUIRED,
-    'noises': REQUIRED,
-    'methods': REQUIRED,
-    'device': 'auto',
-    'seed': 0,
-    'linear_light': True,
-    'metrics': {
+    'name': Option(),
+    'dataset': Option(REQUIRED, _mapping, 'a non-empty mapping'),
+    'kernels': Option(REQUIRED, _mapping, 'a non-empty mapping'),
+    'noises': Option(REQUIRED, _mapping, 'a non-empty mapping'),
+    'methods': Option(REQUIRED, _mapping, 'a non-empty mapping'),
+    'device': Option('auto', one_of(('auto', 'cpu', 'cuda')), 'auto, cpu or cuda'),
+    'seed': Option(0, lambda value: is_int(value, 0), 'an integer >= 0'),
+    'linear_light': Option(True, is_bool, 'true or false'),
+    'metrics': Option({
         'psnr': {'type': 'calculate_psnr', 'crop_border': 0, 'test_y_channel': False},
         'ssim': {'type': 'calculate_ssim', 'crop_border': 0, 'test_y_channel': False},
         'psnr_y': {'type': 'calculate_psnr', 'crop_border': 0, 'test_y_channel': True},
         'ssim_y': {'type': 'calculate_ssim', 'crop_border': 0, 'test_y_channel': True},
-    },
-    'figure': {},
+    }, lambda value: isinstance(value, dict), 'a mapping'),
+    'figure': Option({}, lambda value: isinstance(value, dict), 'a mapping'),
 }
 DATASET_OPTIONS = ('dataroot_gt', 'io_backend', 'meta_info_file', 'val_crop_size')
-FIGURE_OPTIONS = {'image': 0, 'crop_size': 64, 'zoom': 2}
+FIGURE_OPTIONS = {'image': Option(0, lambda value: is_int(value, 0), 'an integer >= 0'),
+                  'crop_size': Option(64, lambda value: is_int(value, 1), 'a positive integer'),
+                  'zoom': Option(2, lambda value: is_int(value, 1), 'a positive integer')}
 CLASSICAL = {'wiener': classical.wiener, 'richardson_lucy': classical.richardson_lucy,
              'converse': classical.converse}
 CLASSICAL_SUPPLIED = ('x', 'kernel', 'noise_var', 'cross_channel', 'linear_light')  # given by the benchmark
-NETWORK_OPTIONS = {'weights': REQUIRED, 'network_g': None, 'param_key': 'params', 'strict': True, 'tile': None,
-                   'tile_overlap': 32}
+NETWORK_OPTIONS = {'weights': Option(), 'network_g': Option(None), 'param_key': Option('params'),
+                   'strict': Option(True, is_bool, 'true or false'),
+                   'tile': Option(None, optional(lambda value: is_int(value, 1)), 'null or a positive integer'),
+                   'tile_overlap': Option(32, lambda value: is_int(value, 0), 'an integer >= 0')}
 METHOD_TYPES = ('identity', 'network') + tuple(CLASSICAL)
 
 
@@ -120,10 +128,7 @@ class Method:
         if self.type == 'identity':
             check_options(options, (), OWNER, prefix=f'{where}:')
         elif self.type == 'network':
-            check_options(options, NETWORK_OPTIONS, OWNER, prefix=f'{where}:')
-            options = {**NETWORK_OPTIONS, **options}
-            if options['weights'] is REQUIRED:
-                raise ValueError(f'{OWNER}: {where}: option weights (the .pth checkpoint) is required')
+            options = parse_options(options, NETWORK_OPTIONS, OWNER, prefix=f'{where}:')
             try:
                 arch = network_options(options['network_g'], options['weights'])
                 self.net = load_network(arch, options['weights'], options['param_key'], options['strict'], device)
@@ -167,19 +172,8 @@ class Benchmark:
     def __init__(self, opt):
         if not isinstance(opt, dict):
             raise ValueError(f'{OWNER}: the options must be a mapping, got {type(opt).__name__}')
-        check_options(opt, OPTIONS, OWNER)
-        missing = [key for key, default in OPTIONS.items() if default is REQUIRED and key not in opt]
-        if missing:
-            raise ValueError(f'{OWNER}: option {missing[0]} is required')
-        self.opt = {**OPTIONS, **opt}
-        for key in ('dataset', 'kernels', 'noises', 'methods', 'metrics', 'figure'):
-            if not isinstance(self.opt[key], dict) or (key not in ('figure', 'metrics') and not self.opt[key]):
-                raise ValueError(f'{OWNER}: option {key} must be a non-empty mapping, got {self.opt[key]!r}')
+        self.opt = parse_options(opt, OPTIONS, OWNER)
         seed, linear_light = self.opt['seed'], self.opt['linear_light']
-        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-            raise ValueError(f'{OWNER}: option seed must be an integer >= 0, got {seed!r}')
-        if not isinstance(linear_light, bool):
-            raise ValueError(f'{OWNER}: option linear_light must be true or false, got {linear_light!r}')
         self.device = self._device(self.opt['device'])
 
         check_options(self.opt['dataset'], DATASET_OPTIONS, OWNER, prefix='dataset:')
@@ -198,8 +192,7 @@ class Benchmark:
             if not isinstance(metric, dict) or metric.get('type') not in METRIC_REGISTRY:
                 raise ValueError(f"{OWNER}: metrics:{name} needs a type from BasicSR's METRIC_REGISTRY "
                                  f"(e.g. calculate_psnr), got {metric!r}")
-        check_options(self.opt['figure'], FIGURE_OPTIONS, OWNER, prefix='figure:')
-        self.figure = {**FIGURE_OPTIONS, **self.opt['figure']}
+        self.figure = parse_options(self.opt['figure'], FIGURE_OPTIONS, OWNER, prefix='figure:')
         num_images = len(self.degradations[0][2])
         if not 0 <= self.figure['image'] < num_images:
             raise ValueError(f"{OWNER}: figure:image must be an index below {num_images}, got {self.figure['image']}")
@@ -215,8 +208,6 @@ class Benchmark:
     def _device(device):
         if device == 'auto':
             return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
-        if device not in ('cpu', 'cuda'):
-            raise ValueError(f"{OWNER}: option device must be auto, cpu or cuda, got {device!r}")
         if device == 'cuda' and not torch.cuda.is_available():
             raise ValueError(f'{OWNER}: option device is cuda, but torch sees no CUDA device')
         return torch.device(device)

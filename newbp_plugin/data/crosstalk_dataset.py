@@ -1,7 +1,6 @@
 """CrosstalkDataset: clean images from an LMDB or a folder, with the draws of their degradation ``X = K * Y + N``."""
 import itertools
 import logging
-import numbers
 import os
 import os.path as osp
 
@@ -13,39 +12,39 @@ from basicsr.utils import bgr2ycbcr, imfrombytes, scandir
 from basicsr.utils.registry import DATASET_REGISTRY
 from torch.utils import data
 
+from newbp_plugin.data.lmdb_tools import IMAGE_SUFFIXES
 from newbp_plugin.kernels import MAX_KERNEL_SIZE, KernelSampler, build_kernel
 from newbp_plugin.kernels.build import RANDOM_TYPE, as_spec
-from newbp_plugin.ranges import RANDOM_RULES
 from newbp_plugin.kernels.grid import centre_pad
-from newbp_plugin.options import check_options
+from newbp_plugin.options import Option, is_bool, is_int, one_of, optional, parse_options
+from newbp_plugin.ranges import RANDOM_RULES
 from newbp_plugin.registration import register
 from newbp_plugin.sensor.degradation import degrade
 from newbp_plugin.sensor.noise import NoiseModel
 
 logger = logging.getLogger('basicsr')
 
-REQUIRED = object()  # marks an option without a default
-OPTIONS = {  # the dataset's own options and their defaults (io_backend: derived from dataroot_gt)
-    'dataroot_gt': REQUIRED,
-    'io_backend': None,
-    'meta_info_file': None,
-    'gt_size': None,
-    'use_hflip': True,
-    'use_rot': True,
-    'kernel': {'type': 'crosstalk'},
-    'kernel_size': None,
-    'noise': None,
-    'color': 'rgb',
-    'linear_light': True,
-    'val_crop_size': None,
-    'val_seed': 0,
+COLORS = {'rgb': 3, 'y': 1, 'gray': 1}  # color option -> channels
+OPTIONS = {  # the dataset's own options (io_backend: derived from dataroot_gt)
+    'dataroot_gt': Option(),
+    'io_backend': Option(None, optional(lambda value: isinstance(value, dict)), 'a mapping {type: ...}'),
+    'meta_info_file': Option(None),
+    'gt_size': Option(None, optional(lambda value: is_int(value, 1)), 'a positive integer (required for training)'),
+    'use_hflip': Option(True, is_bool, 'true or false'),
+    'use_rot': Option(True, is_bool, 'true or false'),
+    'kernel': Option({'type': 'crosstalk'}),
+    'kernel_size': Option(None, optional(lambda value: is_int(value, 1) and value % 2 == 1 and value <= MAX_KERNEL_SIZE),
+                          f'null or an odd integer <= {MAX_KERNEL_SIZE}'),
+    'noise': Option(None),
+    'color': Option('rgb', one_of(COLORS), f"one of {', '.join(COLORS)}"),
+    'linear_light': Option(True, is_bool, 'true or false'),
+    'val_crop_size': Option(None, optional(lambda value: is_int(value, 1)), 'null or a positive integer'),
+    'val_seed': Option(0, lambda value: is_int(value, 0), 'a non-negative integer'),
 }
 # Options BasicSR itself writes into, or reads from, every dataset's options.
 BASICSR_OPTIONS = ('name', 'type', 'phase', 'scale', 'num_worker_per_gpu', 'batch_size_per_gpu',
                    'dataset_enlarge_ratio', 'prefetch_mode', 'num_prefetch_queue', 'pin_memory', 'persistent_workers',
                    'use_shuffle')
-COLORS = {'rgb': 3, 'y': 1, 'gray': 1}  # color option -> channels
-IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp')
 MAX_KERNEL_CORNERS = 4096  # random-spec extremes built to find the largest kernel
 LMDB_DEFAULTS = {'readonly': True, 'lock': False, 'readahead': False}  # BasicSR's LmdbBackend defaults
 _LMDB_ENVIRONMENTS = {}  # LMDB path -> (process id, lmdb.Environment)
@@ -189,21 +188,17 @@ class CrosstalkDataset(data.Dataset):
 
     def __init__(self, opt):
         super().__init__()
-        unknown = sorted(set(opt) - set(OPTIONS) - set(BASICSR_OPTIONS))
-        if 'dataroot_lq' in unknown:
+        if 'dataroot_lq' in opt:
             _fail('option dataroot_lq: this dataset synthesises lq from dataroot_gt; remove dataroot_lq '
                   '(PairedImageDataset reads stored pairs)')
-        check_options(unknown, OPTIONS, 'CrosstalkDataset')
-        missing = [key for key, default in OPTIONS.items() if default is REQUIRED and key not in opt]
-        if missing:
-            _fail(f'option {missing[0]} is required')
-        self.opt = {**OPTIONS, **opt}  # all of it: BasicSR's models read keys such as 'name'
+        self.opt = parse_options(opt, OPTIONS, 'CrosstalkDataset', also_valid=BASICSR_OPTIONS)  # BasicSR's too
         self.phase = opt.get('phase', 'train')
         if self.phase not in ('train', 'val', 'test'):
             _fail(f"phase must be train, val or test, got {self.phase!r}")
         if opt.get('scale', 1) != 1:
             _fail(f"scale must be 1 (crosstalk keeps the image size), got {opt['scale']!r}")
-        self._check_values()
+        if self.phase == 'train' and self.opt['gt_size'] is None:
+            _fail('option gt_size must be a positive integer (required for training), got None')
         self.is_train = self.phase == 'train'
         self.channels = COLORS[self.opt['color']]
 
@@ -234,32 +229,6 @@ class CrosstalkDataset(data.Dataset):
         self.kernels = self._option('kernel', KernelSampler)
         self.kernel_size, self.cross_channel = self._option('kernel', lambda spec: self._kernel_layout())
         self._warned_small = False
-
-    def _check_values(self):
-        """Fail on a bad value of a scalar option, naming it."""
-        opt = self.opt
-
-        def is_int(value, low=1):
-            return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= low
-
-        checks = [
-            ('gt_size', is_int(opt['gt_size']) or (opt['gt_size'] is None and self.phase != 'train'),
-             'a positive integer (required for training)'),
-            ('use_hflip', isinstance(opt['use_hflip'], bool), 'true or false'),
-            ('use_rot', isinstance(opt['use_rot'], bool), 'true or false'),
-            ('color', opt['color'] in COLORS, f"one of {', '.join(COLORS)}"),
-            ('linear_light', isinstance(opt['linear_light'], bool), 'true or false'),
-            ('kernel_size', opt['kernel_size'] is None or (is_int(opt['kernel_size']) and opt['kernel_size'] % 2 == 1
-                                                           and opt['kernel_size'] <= MAX_KERNEL_SIZE),
-             f'null or an odd integer <= {MAX_KERNEL_SIZE}'),
-            ('val_crop_size', opt['val_crop_size'] is None or is_int(opt['val_crop_size']),
-             'null or a positive integer'),
-            ('val_seed', is_int(opt['val_seed'], low=0), 'a non-negative integer'),
-            ('io_backend', opt['io_backend'] is None or isinstance(opt['io_backend'], dict), 'a mapping {type: ...}'),
-        ]
-        for key, valid, expected in checks:
-            if not valid:
-                _fail(f'option {key} must be {expected}, got {opt[key]!r}')
 
     def _option(self, key, build):
         """``build(self.opt[key])``, a ValueError from it reported as an error of option ``key``."""

@@ -16,15 +16,28 @@ from basicsr.utils.registry import MODEL_REGISTRY
 from newbp_plugin.archs.checkpoint import load_checkpoint, save_checkpoint_atomic
 from newbp_plugin.data.crosstalk_dataset import degrade_batch
 from newbp_plugin.ops.tiling import tiled_forward
-from newbp_plugin.options import check_options
+from newbp_plugin.options import Option, is_bool, is_int, one_of, optional, parse_options
 from newbp_plugin.registration import register
 from newbp_plugin.sensor.degradation import batch_optics
 
 # Options this model reads, beside BasicSR's own (see README, "Options").
-TRAIN_OPTIONS = ('optim_g', 'scheduler', 'total_iter', 'warmup_iter', 'ema_decay', 'pixel_opt', 'perceptual_opt',
-                 'redegradation_opt', 'precompensation_opt', 'max_bad_steps', 'grad_clip_norm', 'amp')
-VAL_OPTIONS = ('val_freq', 'save_img', 'metrics', 'pbar', 'suffix', 'tile', 'tile_overlap', 'save_s')
 AMP_DTYPES = {'bf16': torch.bfloat16, 'fp16': torch.float16}
+BASICSR_TRAIN_OPTIONS = ('optim_g', 'scheduler', 'total_iter', 'warmup_iter', 'ema_decay', 'pixel_opt',
+                         'perceptual_opt')
+TRAIN_OPTIONS = {  # the plugin's train options (beside BasicSR's)
+    'redegradation_opt': Option(None),
+    'precompensation_opt': Option(None),
+    'max_bad_steps': Option(10, lambda value: is_int(value, 1), 'a positive integer'),
+    'grad_clip_norm': Option(None, lambda value: value is None or (isinstance(value, (int, float)) and value > 0),
+                             'null or a positive number'),
+    'amp': Option(None, one_of((None, ) + tuple(AMP_DTYPES)), f"{', '.join(AMP_DTYPES)} or absent"),
+}
+BASICSR_VAL_OPTIONS = ('val_freq', 'save_img', 'metrics', 'pbar', 'suffix')
+VAL_OPTIONS = {  # the plugin's val options (beside BasicSR's)
+    'tile': Option(None, optional(lambda value: is_int(value, 1)), 'null or a positive integer'),
+    'tile_overlap': Option(32, lambda value: is_int(value, 0), 'an integer >= 0'),
+    'save_s': Option(True, is_bool, 'true or false'),
+}
 
 
 def s_to_image(s):
@@ -46,6 +59,16 @@ def s_to_image(s):
     halo[..., 2] -= np.clip(-excess / scale, 0, 1)  # below 0: less red, less green -> blue
     picture = np.concatenate([visible, halo], axis=1)
     return np.round(np.clip(picture, 0, 1) * 255).astype(np.uint8)
+
+
+def parse_model_options(opt):
+    """The plugin's ``train`` options of a run (defaults filled in), ``train`` and ``val`` checked.
+
+    Raises:
+        ValueError: an unknown key (with the closest valid one) or a bad value, named as ``train:key``.
+    """
+    parse_options(opt.get('val'), VAL_OPTIONS, 'NewBPModel', 'val:', BASICSR_VAL_OPTIONS)
+    return parse_options(opt.get('train'), TRAIN_OPTIONS, 'NewBPModel', 'train:', BASICSR_TRAIN_OPTIONS)
 
 
 @register(MODEL_REGISTRY)
@@ -73,11 +96,7 @@ class NewBPModel(SRModel):
     """
 
     def __init__(self, opt):
-        check_options(opt.get('train'), TRAIN_OPTIONS, 'NewBPModel', prefix='train:')
-        check_options(opt.get('val'), VAL_OPTIONS, 'NewBPModel', prefix='val:')
-        amp = (opt.get('train') or {}).get('amp')
-        if amp is not None and amp not in AMP_DTYPES:
-            raise ValueError(f"option 'train:amp' must be one of {', '.join(AMP_DTYPES)} or absent, got {amp!r}")
+        self.train_options = parse_model_options(opt)
         self.kernel, self.lq_path, self.s = None, None, None
         self.input_metrics = {}  # dataset name -> {metric: value of the degraded input itself}
         self.input_sums = None  # accumulated while the first validation of a dataset runs
@@ -102,9 +121,9 @@ class NewBPModel(SRModel):
         if self.cri_precompensation is not None and not self.net_returns_s:
             raise ValueError("option 'train:precompensation_opt' needs a network with a NewBP head "
                              f'(its forward takes return_s); {type(self.get_bare_model(self.net_g)).__name__} has none')
-        self.max_bad_steps = int(train_opt.get('max_bad_steps', 10))
-        self.grad_clip_norm = train_opt.get('grad_clip_norm')
-        amp = train_opt.get('amp')
+        self.max_bad_steps = self.train_options['max_bad_steps']
+        self.grad_clip_norm = self.train_options['grad_clip_norm']
+        amp = self.train_options['amp']
         self.amp_dtype = AMP_DTYPES[amp] if amp and self.device.type == 'cuda' else None
         if amp and self.amp_dtype is None:
             get_root_logger().warning(f"train:amp={amp} needs CUDA; training in float32 on {self.device}.")
@@ -226,7 +245,8 @@ class NewBPModel(SRModel):
 
         with torch.no_grad():
             if val_opt.get('tile'):
-                out = tiled_forward(infer, self.lq, val_opt['tile'], val_opt.get('tile_overlap', 32))
+                out = tiled_forward(infer, self.lq, val_opt['tile'], val_opt.get('tile_overlap',
+                                                                                 VAL_OPTIONS['tile_overlap'].default))
             else:
                 out = infer(self.lq)
         self.output, self.s = out if isinstance(out, tuple) else (out, None)
@@ -234,7 +254,7 @@ class NewBPModel(SRModel):
             net.train()
         if self.input_sums is not None and hasattr(self, 'gt'):
             self._accumulate_input_metrics()
-        if self.s is not None and val_opt.get('save_img') and val_opt.get('save_s', True):
+        if self.s is not None and val_opt.get('save_img') and val_opt.get('save_s', VAL_OPTIONS['save_s'].default):
             self._save_s()
 
     @master_only

@@ -52,7 +52,7 @@ def without_gradient(module):
 
 @pytest.mark.parametrize('scale', [1, 2, 3])
 @pytest.mark.parametrize('padding, padding_mode', [(0, 'circular'), (2, 'circular'), (2, 'replicate'),
-                                                   (3, 'reflect'), (1, 'constant')])
+                                                   (3, 'reflect'), (1, 'zeros')])
 def test_converse2d_equals_seed_formula_float64(scale, padding, padding_mode):
     """pad -> printed closed form (λ = sigmoid(bias - 9) + eps, X0 = nearest upsampling) -> crop."""
     module = Converse2D(4, 4, 3, scale=scale, padding=padding, padding_mode=padding_mode).double()
@@ -60,7 +60,8 @@ def test_converse2d_equals_seed_formula_float64(scale, padding, padding_mode):
         module.bias.normal_(0, 3)
     x = torch.rand(2, 4, 7, 6, dtype=torch.float64)
 
-    padded = F.pad(x, [padding] * 4, mode=padding_mode) if padding else x
+    torch_mode = 'constant' if padding_mode == 'zeros' else padding_mode
+    padded = F.pad(x, [padding] * 4, mode=torch_mode) if padding else x
     lam = torch.sigmoid(module.bias - 9.0) + 1e-5
     x0 = F.interpolate(padded, scale_factor=scale, mode='nearest')
     full = converse2d_printed(padded, module.weight, lam, scale, x0=x0)
@@ -88,8 +89,11 @@ def test_converse2d_parameters_are_the_seeds():
 def test_converse2d_arguments_are_checked():
     with pytest.raises(ValueError, match='depthwise'):
         Converse2D(4, 8, 3)
-    with pytest.raises(ValueError, match='padding_mode'):
-        Converse2D(4, 4, 3, padding_mode='zeros')
+    with pytest.raises(ValueError, match=r"padding_mode 'mirror' is not one of \('zeros', 'reflect'"):
+        Converse2D(4, 4, 3, padding_mode='mirror')
+    with pytest.raises(ValueError, match="padding_mode 'constant' is F.pad's name; the plugin's border vocabulary "
+                       "calls it 'zeros'"):
+        Converse2D(4, 4, 3, padding_mode='constant')
 
 
 def test_converse2d_gradients_reach_weight_and_lambda():
@@ -213,7 +217,7 @@ def test_kernel_converse_fixed_kernel_is_a_buffer():
     (dict(kernel=torch.ones(4, 4)), None, 'odd'),
     (dict(init_lambda=2.0), None, 'init_lambda'),
     (dict(kernel_power=0), None, 'kernel_power'),
-    (dict(padding_mode='zeros'), None, 'padding_mode'),
+    (dict(padding_mode='constant'), None, "calls it 'zeros'"),
     ({}, torch.ones(1, 3, 3, 3, 3) / 27, 'mixes channels'),
 ])
 def test_kernel_converse_bad_arguments(kwargs, call_kernel, match):

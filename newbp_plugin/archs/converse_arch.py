@@ -18,9 +18,9 @@ from torch.nn import functional as F
 
 from newbp_plugin.archs.layer_norm import LayerNorm2d
 from newbp_plugin.ops import converse2d, crosstalk
+from newbp_plugin.ops.newbp import PADDING_MODES, TORCH_PAD_MODES
 from newbp_plugin.sensor.layout import is_channel_mixing, physical_kernel, select_kernel
 
-PAD_MODES = ('reflect', 'replicate', 'circular', 'constant')  # modes of F.pad, as in the seed
 LAMBDA_OFFSET = 9.0  # λ = sigmoid(bias - LAMBDA_OFFSET) + eps (seed 004)
 
 
@@ -30,14 +30,17 @@ def regularisation_weight(bias, eps):
 
 
 def _check_pad(owner, padding, padding_mode):
-    if padding_mode not in PAD_MODES:
-        raise ValueError(f'{owner}: padding_mode {padding_mode!r} is not one of {PAD_MODES}')
+    if padding_mode == 'constant':
+        raise ValueError(f"{owner}: padding_mode 'constant' is F.pad's name; the plugin's border vocabulary "
+                         f"calls it 'zeros' ({', '.join(PADDING_MODES)})")
+    if padding_mode not in PADDING_MODES:
+        raise ValueError(f'{owner}: padding_mode {padding_mode!r} is not one of {PADDING_MODES}')
     if padding is not None and (isinstance(padding, bool) or not isinstance(padding, int) or padding < 0):
         raise ValueError(f'{owner}: padding must be an integer >= 0, got {padding!r}')
 
 
 def _pad(x, padding, padding_mode):
-    return F.pad(x, [padding] * 4, mode=padding_mode) if padding > 0 else x
+    return F.pad(x, [padding] * 4, mode=TORCH_PAD_MODES[padding_mode]) if padding > 0 else x
 
 
 def _crop(x, border):
@@ -61,7 +64,7 @@ class Converse2D(nn.Module):
         scale (int): upsampling factor s in {1, 2, 3, 4}. Default: 1.
         padding (int): pixels added on each side before the solve, cropped (times s) after;
             the seed recommends ``kernel_size - 1``. Default: 2.
-        padding_mode (str): F.pad mode, one of 'reflect', 'replicate', 'circular', 'constant'.
+        padding_mode (str): the border, one of 'zeros', 'reflect', 'replicate', 'circular'.
             Default: 'circular'.
         eps (float): lower bound of λ. Default: 1e-5.
 
@@ -210,7 +213,7 @@ class KernelConverse(nn.Module):
         kernel_power (int): p, how many times K is inverted. Default: 1.
         padding (int | None): pixels added on each side before the solve; None: the side of
             K^p minus 1 (the seed's recommendation). Default: None.
-        padding_mode (str): F.pad mode, one of 'reflect', 'replicate', 'circular', 'constant'.
+        padding_mode (str): the border, one of 'zeros', 'reflect', 'replicate', 'circular'.
             Default: 'replicate'.
         init_lambda (float | None): λ at initialisation, in (eps, 1 + eps); larger values tame
             the noise amplification at the kernel's weak frequencies (the gain is at most

@@ -14,7 +14,7 @@ from basicsr.utils.registry import ARCH_REGISTRY
 from torch import nn
 
 from newbp_plugin.archs.checkpoint import load_checkpoint
-from newbp_plugin.archs.converse_arch import PAD_MODES, ConverseBlock, ConverseBlockAlphaVariant, KernelConverse
+from newbp_plugin.archs.converse_arch import ConverseBlock, ConverseBlockAlphaVariant, KernelConverse
 from newbp_plugin.archs.nafnet_arch import NAFNet
 from newbp_plugin.ops.newbp import PADDING_MODES
 from newbp_plugin.sensor import is_channel_mixing, physical_kernel, select_kernel
@@ -160,8 +160,8 @@ class NewBPNAFNet(nn.Module):
         for name, value, choices in (('head', head, HEADS), ('skip', skip, SKIPS), ('output', output, OUTPUTS),
                                      ('converse_block', converse_block, tuple(CONVERSE_BLOCKS)),
                                      ('head_padding_mode', head_padding_mode, PADDING_MODES),
-                                     ('converse_padding_mode', converse_padding_mode, PAD_MODES),
-                                     ('kernel_converse_padding_mode', kernel_converse_padding_mode, PAD_MODES)):
+                                     ('converse_padding_mode', converse_padding_mode, PADDING_MODES),
+                                     ('kernel_converse_padding_mode', kernel_converse_padding_mode, PADDING_MODES)):
             if value not in choices:
                 raise ValueError(f'NewBPNAFNet: option {name}={value!r} is not one of {list(choices)}')
         for name, value in (('middle_converse_blocks', middle_converse_blocks),

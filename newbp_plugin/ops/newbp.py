@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from .fft_conv import FFTConvolution
 
-PADDING_MODES = ('zeros', 'reflect', 'replicate', 'circular')
+PADDING_MODES = ('zeros', 'reflect', 'replicate', 'circular')  # the plugin's one border vocabulary
 METHODS = ('auto', 'direct', 'fft')
 # method='auto' takes the FFT path when kh * kw >= FFT_MIN_KERNEL_SIZE ** 2. Measured with
 # `OMP_WAIT_POLICY=PASSIVE python benchmarks/ops.py` (forward + backward, B=4, 256x256,
@@ -19,7 +19,7 @@ FFT_MIN_KERNEL_SIZE = 11
 # (benchmarks/ops.py: 5x faster at C=3, 0.84x at C=32, forward + backward, one thread).
 FOLD_MIXING_MAX_CHANNELS = 4
 
-_F_PAD_MODES = {'zeros': 'constant', 'reflect': 'reflect', 'replicate': 'replicate', 'circular': 'circular'}
+TORCH_PAD_MODES = {'zeros': 'constant', 'reflect': 'reflect', 'replicate': 'replicate', 'circular': 'circular'}
 
 
 class DirectConvolution(torch.autograd.Function):
@@ -95,7 +95,7 @@ def crosstalk(x, kernel, padding_mode='zeros', method='auto'):
 
     batch, channels, height, width = x.shape
     kh, kw = kernel.shape[-2:]
-    padded = F.pad(x.to(compute_dtype), (kw // 2, kw // 2, kh // 2, kh // 2), mode=_F_PAD_MODES[padding_mode])
+    padded = F.pad(x.to(compute_dtype), (kw // 2, kw // 2, kh // 2, kh // 2), mode=TORCH_PAD_MODES[padding_mode])
     use_fft = method == 'fft' or (method == 'auto' and kh * kw >= FFT_MIN_KERNEL_SIZE**2)
     padded, weight, groups = _grouped_layout(padded, kernel, fold_batch=not use_fft)
     convolution = FFTConvolution if use_fft else DirectConvolution

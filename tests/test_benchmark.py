@@ -195,3 +195,17 @@ def test_zoo_test_options_build_the_official_networks(name):
         official = json.load(f)['configs'].get(name)
     if official is not None:
         assert {key: list(value.shape) for key, value in net.state_dict().items()} == official['shapes']
+
+
+def test_a_channel_mixing_kernel_goes_through_the_benchmark(tmp_path):
+    folder = write_smooth_images(tmp_path / 'clean', 1, size=32)
+    mixing = {'type': 'cross_channel', 'mix': [[0.8, 0.2, 0], [0.1, 0.8, 0.1], [0, 0.2, 0.8]],
+              'kernel': {'type': 'gaussian', 'sigma': 0.8}}
+    opt = tiny_options(folder, kernels={'mix': mixing}, noises={'low': NOISES['low']},
+                       methods={'input': {'type': 'identity'}, 'wiener': {'type': 'wiener'},
+                                'rl': {'type': 'richardson_lucy', 'iterations': 20}})
+    with open(osp.join(Benchmark(opt).run(str(tmp_path)), 'benchmark.json'), encoding='utf-8') as f:
+        psnr = {row['method']: row['mean']['psnr'] for row in json.load(f)['rows']}
+    assert psnr['wiener'] > psnr['input'] + 3 and psnr['rl'] > psnr['input'] + 1
+    with pytest.raises(ValueError, match='methods:c: Converse2D inverts depthwise kernels only; mix / low mixes'):
+        Benchmark(dict(opt, methods={'c': {'type': 'converse'}}))

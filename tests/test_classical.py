@@ -70,9 +70,9 @@ def test_wiener_inverts_a_circular_blur(name):
 
 def test_wiener_inverts_a_channel_mixing_blur():
     clean = smooth_image()
-    kernel = MIX[:, :, None, None] * KERNELS['gaussian']  # (C, C, kh, kw): mix[c, c'] K
+    kernel = (MIX[:, :, None, None] * KERNELS['gaussian'])[None]  # (1, C, C, kh, kw): mix[c, c'] K
     observed = mixing_conv(clean, MIX, KERNELS['gaussian'])
-    restored = wiener(observed, kernel, balance=1e-12, cross_channel=True, boundary='circular')
+    restored = wiener(observed, kernel, balance=1e-12, boundary='circular')
     assert (restored - clean).abs().max() < 1e-5
 
 
@@ -109,17 +109,17 @@ def test_prior_power_removes_the_noise_share():
     assert torch.allclose(power, torch.full_like(power, 0.01))
 
 
-@pytest.mark.parametrize('cross_channel', [False, True])
-def test_wiener_balance_finds_the_balance_of_an_image_drawn_from_the_prior(cross_channel):
+@pytest.mark.parametrize('channel_mixing', [False, True])
+def test_wiener_balance_finds_the_balance_of_an_image_drawn_from_the_prior(channel_mixing):
     """β = σ²/P to 10% (measured 1-3%); from the blurred observation's power (prior_power) it is 5-10x too strong."""
     image, sigma = model_image(1e-3), 0.01
-    if cross_channel:
+    if channel_mixing:
         observed = mixing_conv(image, MIX, KERNELS['gaussian']) + gaussian_noise(image.shape, sigma, 1)
-        kernel = MIX[:, :, None, None] * KERNELS['gaussian']
+        kernel = (MIX[:, :, None, None] * KERNELS['gaussian'])[None]
     else:
         observed = circular_conv(image, KERNELS['gaussian'][None, None]) + gaussian_noise(image.shape, sigma, 1)
         kernel = KERNELS['gaussian']
-    balance = wiener_balance(observed, kernel, sigma**2, cross_channel=cross_channel)
+    balance = wiener_balance(observed, kernel, sigma**2)
     true_balance = sigma**2 / laplacian_power(image)
     assert torch.allclose(balance, true_balance, rtol=0.1)
 
@@ -197,12 +197,12 @@ def test_richardson_lucy_converges_to_a_point_source():
 
 def test_richardson_lucy_channel_mixing_and_discrepancy_stop():
     clean = smooth_image(batch=1)
-    kernel = MIX[:, :, None, None] * KERNELS['gaussian']
+    kernel = (MIX[:, :, None, None] * KERNELS['gaussian'])[None]
     observed = mixing_conv(clean, MIX, KERNELS['gaussian'])
-    restored = richardson_lucy(observed, kernel, iterations=300, cross_channel=True, boundary='circular')
+    restored = richardson_lucy(observed, kernel, iterations=300, boundary='circular')
     assert (restored - clean).abs().mean() < (observed - clean).abs().mean() / 3
     # a noise level above the residual of the flat start stops before the first iteration
-    flat = richardson_lucy(observed, kernel, iterations=300, noise_var=1.0, cross_channel=True, boundary='circular')
+    flat = richardson_lucy(observed, kernel, iterations=300, noise_var=1.0, boundary='circular')
     assert torch.allclose(flat, observed.mean((-2, -1), keepdim=True).expand_as(observed))
 
 
@@ -277,7 +277,8 @@ def test_converse_with_the_noise_level_stays_between_input_and_inverse():
     (lambda x, k: wiener(x, k), 'exactly one of noise_var and balance'),
     (lambda x, k: wiener(x, k, noise_var=1e-4, balance=1e-3), 'exactly one of noise_var and balance'),
     (lambda x, k: converse(x, k), 'exactly one of noise_var and lam'),
-    (lambda x, k: converse(x, k[None, None].repeat(3, 3, 1, 1), lam=1e-3, cross_channel=True), 'depthwise'),
+    (lambda x, k: converse(x, k[None, None, None].repeat(1, 3, 3, 1, 1), lam=1e-3), 'depthwise'),
+    (lambda x, k: wiener(x, k[None, None, None].repeat(2, 3, 3, 1, 1), balance=1e-3), 'one for the batch'),
     (lambda x, k: richardson_lucy(x, -k), 'negative'),
     (lambda x, k: wiener(x, k, balance=1e-3, boundary='zeros'), 'boundary must be one of'),
     (lambda x, k: converse(x, k, lam=1e-3, pad=-2), 'pad must be an integer >= 0'),

@@ -238,3 +238,30 @@ def test_validation_logs_the_degraded_input_metric(tmp_path, caplog):
                         for i in range(2)])
     assert model.input_metrics['pairs']['psnr'] == pytest.approx(expected)
     assert f'# psnr: {expected:.4f}' in caplog.text and 'Degraded input pairs' in caplog.text
+
+
+def test_channel_mixing_batches_go_through_degradation_head_and_loss(tmp_path):
+    # per-sample (B, C, C, k, k) kernels: the data degrade with them, the head and the loss apply them, one optics
+    from torch.utils.data import default_collate
+
+    from newbp_plugin.data.crosstalk_dataset import CrosstalkDataset
+    from tests.conftest import write_smooth_images
+    from tests.reference import scipy_crosstalk
+    folder = write_smooth_images(tmp_path / 'clean', 2, size=24)
+    mixing = {'type': 'cross_channel', 'mix': [[0.8, 0.2, 0], [0.1, 0.8, 0.1], [0, 0.2, 0.8]]}
+    dataset = CrosstalkDataset({'dataroot_gt': str(folder), 'phase': 'train', 'gt_size': 16,
+                                'kernel': [mixing, {'type': 'gaussian', 'sigma': 0.8}], 'linear_light': False})
+    data = default_collate([dataset[0], dataset[1]])
+    assert data['kernel'].shape == (2, 3, 3, 7, 7)
+    model = build_model(make_opt(tmp_path, network={**TINY_NAFNET, 'type': 'NewBPNAFNet', 'linear_light': False,
+                                                    'output': 'residual'},
+                                 train={'redegradation_opt': {'type': 'RedegradationLoss', 'linear_light': False}}))
+    model.feed_data(data)
+    expected = scipy_crosstalk(data['scene'].numpy(), data['kernel'].numpy())[..., 3:-3, 3:-3]
+    np.testing.assert_allclose(model.lq.numpy(), expected, atol=2e-6)
+    model.optimize_parameters(1)
+    head = model.get_bare_model(model.net_g).head
+    s = torch.rand(2, 3, 16, 16)
+    np.testing.assert_allclose(head(s, model.kernel).detach().numpy(),
+                               scipy_crosstalk(s.numpy(), data['kernel'].numpy()), atol=2e-6)
+    assert np.isfinite(model.get_current_log()['l_redeg'])

@@ -8,8 +8,9 @@ The baselines a learned model must beat on ``X = K * Y + N``:
 
 Conventions shared by the three:
 
-- ``x`` is (B, C, H, W) and ``kernel`` is laid out as :func:`newbp_plugin.ops.crosstalk` takes it:
-  (kh, kw), (C, kh, kw), (B, C, kh, kw), or (C, C, kh, kw) channel-mixing with ``cross_channel``.
+- ``x`` is (B, C, H, W) and ``kernel`` follows the plugin's one convention
+  (:mod:`newbp_plugin.sensor.layout`): (kh, kw), (C, kh, kw), (1|B, C, kh, kw), or one channel-mixing
+  kernel for the batch, (1, C, C, kh, kw) (Wiener and Richardson–Lucy; Converse2D is depthwise).
 - ``linear_light``: ``x`` is sRGB-encoded and K acted on linear light (CrosstalkDataset's default):
   x is decoded, deconvolved and encoded back. ``noise_var`` is then in linear-light units.
 - Boundaries. The FFT solves are circular. ``boundary='circular'`` takes the image as periodic
@@ -26,6 +27,7 @@ import torch.nn.functional as F
 
 from newbp_plugin.ops import converse2d, crosstalk, psf2otf
 from newbp_plugin.ops.color import linear_to_srgb, srgb_to_linear
+from newbp_plugin.sensor import is_channel_mixing
 
 BOUNDARIES = ('reflect', 'circular')
 PAD_PER_KERNEL_SIDE = 4  # default reflect padding [px] = this x the kernel's larger side
@@ -52,12 +54,12 @@ def prior_power(observed, noise_var, psf):
     return torch.maximum(filtered.var(dim=(-2, -1), keepdim=True) - noise_share, noise_var)
 
 
-def wiener_balance(observed, kernel, noise_var, cross_channel=False, pad=0, tolerance=1e-3, max_iterations=50):
+def wiener_balance(observed, kernel, noise_var, pad=0, tolerance=1e-3, max_iterations=50):
     """Wiener's β = σ² / P, P the power of ``L * Y`` on the image, inferred from ``observed = K * Y + N``.
 
     The model of :func:`wiener`: ``L * Y`` white of power P (L the Laplacian), N white of power σ².
     Under the current β the posterior of Y has the mean Ŷ of :func:`wiener` and, at every frequency,
-    the variance ``σ² / (|H|² + β|Λ|²)`` (with ``cross_channel``, σ² times the diagonal of the inverted
+    the variance ``σ² / (|H|² + β|Λ|²)`` (channel-mixing: σ² times the diagonal of the inverted
     C×C system); the update ``β ← σ² / E[|L * Y|²]``, with ``E[|L * Y|²] = mean of |L * Ŷ|² over the
     image + σ² mean_ω |Λ|² / (|H|² + β|Λ|²)``, is EM for P. β is its fixed point: with ``pad = 0`` the
     maximum-likelihood β. The mean over the image leaves the padding out: mirrored noise is not white
@@ -71,7 +73,6 @@ def wiener_balance(observed, kernel, noise_var, cross_channel=False, pad=0, tole
         observed (Tensor): (B, C, H, W), periodic (filtered circularly), in the working domain.
         kernel (Tensor): the PSF as :func:`wiener` takes it, a tensor on observed's device and dtype.
         noise_var (float | Tensor): σ², a number or broadcastable to (B, C, 1, 1).
-        cross_channel (bool): ``kernel`` is (C, C, kh, kw) channel-mixing.
         pad (int): the padding [px] on each side of the image in ``observed``. Default: 0.
         tolerance (float): relative change of β by an EM step that ends the search. Default: 1e-3.
         max_iterations (int): the most EM steps. Default: 50.
@@ -79,6 +80,7 @@ def wiener_balance(observed, kernel, noise_var, cross_channel=False, pad=0, tole
     Returns:
         Tensor: (B, C, 1, 1) β.
     """
+    kernel, mixing = _mixing_matrix(kernel)
     noise_var = torch.as_tensor(noise_var, dtype=observed.dtype, device=observed.device)
     laplacian = observed.new_tensor(LAPLACIAN)
     shape = observed.shape[-2:]
@@ -94,7 +96,7 @@ def wiener_balance(observed, kernel, noise_var, cross_channel=False, pad=0, tole
 
     def em_step(log_beta):
         """log β' - log β, β' = σ² / E[|L * Y|²] under the posterior of β."""
-        mean, variance = _wiener_posterior(otf, spectrum, log_beta.exp() * laplacian_power, cross_channel)
+        mean, variance = _wiener_posterior(otf, spectrum, log_beta.exp() * laplacian_power, mixing)
         sharpness = torch.fft.irfft2(laplacian_otf * mean, s=shape)[image]  # L * Ŷ
         uncertainty = (laplacian_power * variance * multiplicity).sum((-2, -1), keepdim=True) / shape.numel()
         power = sharpness.square().mean((-2, -1), keepdim=True) + noise_var * uncertainty
@@ -113,13 +115,14 @@ def wiener_balance(observed, kernel, noise_var, cross_channel=False, pad=0, tole
     return log_beta.exp()
 
 
-def _wiener_posterior(otf, spectrum, weight, cross_channel):
+def _wiener_posterior(otf, spectrum, weight, mixing):
     """Wiener's estimate and posterior variance / σ² at every frequency (rfft2 grid, (B, C, H, W // 2 + 1)).
 
     ``(HᴴH + diag(weight))⁻¹ Hᴴ spectrum`` and the diagonal of ``(HᴴH + diag(weight))⁻¹``; with
-    ``cross_channel`` H is the (C, C) OTF matrix of each frequency, otherwise a scalar per channel.
+    ``mixing`` H is the (C, C) OTF matrix of each frequency (otf (C, C, H, W // 2 + 1)), otherwise a
+    scalar per channel.
     """
-    if not cross_channel:
+    if not mixing:
         variance = 1 / (otf.abs().square() + weight)
         return otf.conj() * spectrum * variance, variance
     h = otf.permute(2, 3, 0, 1)  # (h, w // 2 + 1, C, C)
@@ -128,16 +131,15 @@ def _wiener_posterior(otf, spectrum, weight, cross_channel):
     return mean.squeeze(-1).permute(0, 3, 1, 2), inverse.diagonal(dim1=-2, dim2=-1).real.permute(0, 3, 1, 2)
 
 
-def wiener(x, kernel, noise_var=None, balance=None, cross_channel=False, linear_light=False, boundary='reflect',
-           pad=None):
+def wiener(x, kernel, noise_var=None, balance=None, linear_light=False, boundary='reflect', pad=None):
     """Wiener deconvolution: ``X̂ = (HᴴH + β|Λ|²)⁻¹ Hᴴ X̂obs`` at every frequency.
 
     H is the OTF of K, Λ that of the Laplacian L. The prior is Gaussian with ``L * Y`` white
     of power P (a smooth-image prior, power spectrum ∝ 1/|Λ|²; as ``skimage.restoration.wiener``),
     so the noise-to-signal ratio at a frequency is ``β|Λ|²`` with ``β = σ² / P``, P fitted to the
     observation by maximum likelihood (:func:`wiener_balance`). |Λ(0)| = 0: the mean is inverted
-    exactly (H(0) is 1, or the channel-mixing matrix, for a normalised kernel). With
-    ``cross_channel`` the C×C system of each frequency is solved.
+    exactly (H(0) is 1, or the channel-mixing matrix, for a normalised kernel). With a
+    channel-mixing kernel the C×C system of each frequency is solved.
 
     Args:
         x (Tensor): (B, C, H, W) observation.
@@ -145,7 +147,6 @@ def wiener(x, kernel, noise_var=None, balance=None, cross_channel=False, linear_
         noise_var (float | Tensor | None): σ² in the working domain (linear light when
             ``linear_light``), a number or broadcastable to (B, C, 1, 1); gives β (:func:`wiener_balance`).
         balance (float | Tensor | None): β itself, instead of ``noise_var``.
-        cross_channel (bool): ``kernel`` is (C, C, kh, kw) channel-mixing.
         linear_light (bool): decode x from sRGB first and encode the result.
         boundary (str): 'reflect' or 'circular' (module docstring).
         pad (int | None): reflect padding [px]; None: 4 x the kernel's larger side.
@@ -160,17 +161,17 @@ def wiener(x, kernel, noise_var=None, balance=None, cross_channel=False, linear_
 
     def solve(observed):
         shape = observed.shape[-2:]
-        beta = wiener_balance(observed, kernel, noise_var, cross_channel, pad) if balance is None else torch.as_tensor(
+        beta = wiener_balance(observed, kernel, noise_var, pad) if balance is None else torch.as_tensor(
             balance, dtype=observed.dtype, device=observed.device)
         weight = beta.expand(observed.shape[:2] + (1, 1)) * psf2otf(laplacian, shape).abs().square()
-        restored, _ = _wiener_posterior(psf2otf(kernel, shape), torch.fft.rfft2(observed), weight, cross_channel)
+        matrix, mixing = _mixing_matrix(kernel)
+        restored, _ = _wiener_posterior(psf2otf(matrix, shape), torch.fft.rfft2(observed), weight, mixing)
         return torch.fft.irfft2(restored, s=shape)
 
     return _solve(solve, x, linear_light, pad)
 
 
-def richardson_lucy(x, kernel, iterations=100, noise_var=None, cross_channel=False, linear_light=False,
-                    boundary='reflect', pad=None):
+def richardson_lucy(x, kernel, iterations=100, noise_var=None, linear_light=False, boundary='reflect', pad=None):
     """Richardson–Lucy: ``Xₖ₊₁ = Xₖ · Kᵀ(Xobs / K Xₖ) / Kᵀ1`` from the flat ``X₀ = mean(Xobs)``.
 
     The EM iteration of the Poisson likelihood of Xobs given K X: every iterate is non-negative
@@ -187,7 +188,6 @@ def richardson_lucy(x, kernel, iterations=100, noise_var=None, cross_channel=Fal
         iterations (int): the most iterations. Default: 100.
         noise_var (float | Tensor | None): σ² for the stopping rule, a number or broadcastable to
             (B, C, 1, 1), in the working domain; None: always ``iterations``.
-        cross_channel (bool): ``kernel`` is (C, C, kh, kw) channel-mixing.
         linear_light (bool): decode x from sRGB first and encode the result.
         boundary (str): 'reflect' or 'circular' (module docstring).
         pad (int | None): reflect padding [px]; None: 4 x the kernel's larger side.
@@ -202,11 +202,11 @@ def richardson_lucy(x, kernel, iterations=100, noise_var=None, cross_channel=Fal
         raise ValueError('richardson_lucy: the kernel has negative values; the iteration needs K >= 0')
     # Kᵀ: correlation with K, i.e. convolution with the flipped PSF (channel-mixing: transposed too)
     adjoint_kernel = kernel.flip((-2, -1))
-    if cross_channel:
-        adjoint_kernel = adjoint_kernel.transpose(0, 1)
+    if is_channel_mixing(kernel):
+        adjoint_kernel = adjoint_kernel.transpose(1, 2)
 
     def blur(image, psf):
-        return crosstalk(image, psf[None] if cross_channel else psf, padding_mode='circular')
+        return crosstalk(image, psf, padding_mode='circular')
 
     def solve(observed):
         observed = observed.clamp(min=0)
@@ -232,8 +232,7 @@ def richardson_lucy(x, kernel, iterations=100, noise_var=None, cross_channel=Fal
     return _solve(solve, x, linear_light, pad)
 
 
-def converse(x, kernel, noise_var=None, lam=None, cross_channel=False, linear_light=False, boundary='reflect',
-             pad=None):
+def converse(x, kernel, noise_var=None, lam=None, linear_light=False, boundary='reflect', pad=None):
     """Converse2D as a non-blind solver: ``argmin_X |Xobs - K X|² + λ|X - Xobs|²`` (scale 1).
 
     :func:`newbp_plugin.ops.converse2d` with the oracle K and X0 = Xobs: the estimate is pulled
@@ -248,7 +247,6 @@ def converse(x, kernel, noise_var=None, lam=None, cross_channel=False, linear_li
         noise_var (float | Tensor | None): σ² in the working domain, a number or broadcastable to
             (B, C, 1, 1); gives λ.
         lam (float | Tensor | None): λ > 0 itself, instead of ``noise_var``.
-        cross_channel (bool): must be False (a channel-mixing kernel is refused).
         linear_light (bool): decode x from sRGB first and encode the result.
         boundary (str): 'reflect' or 'circular' (module docstring).
         pad (int | None): reflect padding [px]; None: 4 x the kernel's larger side.
@@ -259,7 +257,7 @@ def converse(x, kernel, noise_var=None, lam=None, cross_channel=False, linear_li
     x, kernel, pad = _prepare(x, kernel, boundary, pad)
     if (noise_var is None) == (lam is None):
         raise ValueError('converse: give exactly one of noise_var and lam')
-    if cross_channel:
+    if is_channel_mixing(kernel):
         raise ValueError('converse: Converse2D inverts depthwise kernels only; this kernel mixes channels')
 
     def solve(observed):
@@ -273,6 +271,16 @@ def converse(x, kernel, noise_var=None, lam=None, cross_channel=False, linear_li
     return _solve(solve, x, linear_light, pad)
 
 
+def _mixing_matrix(kernel):
+    """``(kernel, mixing)``: a channel-mixing (1, C, C, kh, kw) kernel as its (C, C, kh, kw) matrix, others as they are."""
+    if not is_channel_mixing(kernel):
+        return kernel, False
+    if kernel.shape[0] != 1:
+        raise ValueError(f'a channel-mixing kernel {tuple(kernel.shape)}: the classical solvers take one for the '
+                         'batch, (1, C, C, kh, kw)')
+    return kernel[0], True
+
+
 def _prepare(x, kernel, boundary, pad):
     """x checked, kernel as a tensor on x's device and dtype, and the padding [px] of each side (0: circular)."""
     if not torch.is_tensor(x) or x.dim() != 4 or not x.is_floating_point():
@@ -280,6 +288,7 @@ def _prepare(x, kernel, boundary, pad):
     if boundary not in BOUNDARIES:
         raise ValueError(f'boundary must be one of {BOUNDARIES}, got {boundary!r}')
     kernel = torch.as_tensor(kernel).to(device=x.device, dtype=x.dtype)
+    _mixing_matrix(kernel)  # one channel-mixing kernel for the batch
     if boundary == 'circular':
         return x, kernel, 0
     pad = PAD_PER_KERNEL_SIDE * max(kernel.shape[-2:]) if pad is None else pad

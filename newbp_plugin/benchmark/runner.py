@@ -64,7 +64,6 @@ from newbp_plugin.benchmark.network import load_network, network_options, run_ne
 from newbp_plugin.benchmark.report import write_reports
 from newbp_plugin.data.crosstalk_dataset import CrosstalkDataset, degrade_batch
 from newbp_plugin.options import REQUIRED, Option, check_options, is_bool, is_int, one_of, optional, parse_options
-from newbp_plugin.sensor import physical_kernel
 from newbp_plugin.sensor.degradation import noise_variance
 
 OWNER = 'benchmark options'
@@ -96,7 +95,7 @@ FIGURE_OPTIONS = {'image': Option(0, lambda value: is_int(value, 0), 'an integer
                   'zoom': Option(2, lambda value: is_int(value, 1), 'a positive integer')}
 CLASSICAL = {'wiener': classical.wiener, 'richardson_lucy': classical.richardson_lucy,
              'converse': classical.converse}
-CLASSICAL_SUPPLIED = ('x', 'kernel', 'noise_var', 'cross_channel', 'linear_light')  # given by the benchmark
+CLASSICAL_SUPPLIED = ('x', 'kernel', 'noise_var', 'linear_light')  # given by the benchmark
 NETWORK_OPTIONS = {'weights': Option(), 'network_g': Option(None), 'param_key': Option('params'),
                    'strict': Option(True, is_bool, 'true or false'),
                    'tile': Option(None, optional(lambda value: is_int(value, 1)), 'null or a positive integer'),
@@ -107,9 +106,9 @@ METHOD_TYPES = ('identity', 'network') + tuple(CLASSICAL)
 class Method:
     """One restoration method of the benchmark, built from its options.
 
-    ``method(x, kernel, cross_channel, noise_var)`` -> ``(Ŷ, S or None)``, with x (1, C, H, W)
-    on the device, the oracle kernel as CrosstalkDataset returns it ((C, S, S), or (C, C, S, S)
-    when ``cross_channel``) and the oracle σ² (1, C, 1, 1) of
+    ``method(x, kernel, noise_var)`` -> ``(Ŷ, S or None)``, with x (1, C, H, W) on the device, the
+    oracle kernel of the batch ((1, C, S, S) or channel-mixing (1, C, C, S, S):
+    :mod:`newbp_plugin.sensor.layout`) and the oracle σ² (1, C, 1, 1) of
     :func:`newbp_plugin.sensor.degradation.noise_variance`.
 
     Args:
@@ -142,19 +141,17 @@ class Method:
             self.options = options
             self.takes_noise = all(key not in options for key in ('balance', 'lam'))
             try:  # a bad value fails now, not after the first images: a dry run on a tiny image
-                self(torch.ones(1, 3, 8, 8), torch.ones(3, 1, 1), False, torch.full((1, 3, 1, 1), 1e-4))
+                self(torch.ones(1, 3, 8, 8), torch.ones(1, 3, 1, 1), torch.full((1, 3, 1, 1), 1e-4))
             except (ValueError, TypeError) as error:
                 raise ValueError(f'{OWNER}: {where}: {error}') from None
 
-    def __call__(self, x, kernel, cross_channel, noise_var):
+    def __call__(self, x, kernel, noise_var):
         if self.type == 'identity':
             return x, None
         if self.type == 'network':
-            kernel = physical_kernel(kernel, x.shape[1], self.name)
             return run_network(self.net, x, kernel, self.tile, self.tile_overlap)
         noise = {'noise_var': noise_var} if self.takes_noise else {}
-        restored = CLASSICAL[self.type](x, kernel.to(x), cross_channel=cross_channel, linear_light=self.linear_light,
-                                        **noise, **self.options)
+        restored = CLASSICAL[self.type](x, kernel.to(x), linear_light=self.linear_light, **noise, **self.options)
         return restored, None
 
 
@@ -199,7 +196,7 @@ class Benchmark:
         self.methods = [Method(name, method, linear_light, self.device)
                         for name, method in self.opt['methods'].items()]
         for method in self.methods:
-            mixing = [f'{kernel} / {noise}' for kernel, noise, dataset in self.degradations if dataset.cross_channel]
+            mixing = [f'{kernel} / {noise}' for kernel, noise, dataset in self.degradations if dataset.channel_mixing]
             if method.type == 'converse' and mixing:
                 raise ValueError(f'{OWNER}: methods:{method.name}: Converse2D inverts depthwise kernels only; '
                                  f'{mixing[0]} mixes channels')
@@ -238,7 +235,7 @@ class Benchmark:
                 item = dataset[index]
                 image_name = osp.basename(item['gt_path'])
                 batch = default_collate([item])
-                kernel, cross_channel, gt = item['kernel'], dataset.cross_channel, batch['gt']
+                kernel, gt = batch['kernel'], batch['gt']
                 x = degrade_batch(batch, self.device)
                 noise_var = noise_variance(batch['sensor'], x)
                 gt_img = tensor2img([gt])
@@ -247,7 +244,7 @@ class Benchmark:
                     figure_row['tiles'].append(('clean', gt, None))
                 for method in self.methods:
                     progress.set_postfix_str(f'{kernel_name} / {noise_name}: {method.name}')
-                    args = (x, kernel, cross_channel, noise_var)
+                    args = (x, kernel, noise_var)
                     if method.name not in warmed_up:
                         method(*args)
                         warmed_up.add(method.name)

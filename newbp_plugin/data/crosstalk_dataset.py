@@ -227,7 +227,7 @@ class CrosstalkDataset(data.Dataset):
 
         self.noise = self._option('noise', lambda spec: NoiseModel(spec, self.channels))
         self.kernels = self._option('kernel', KernelSampler)
-        self.kernel_size, self.cross_channel = self._option('kernel', lambda spec: self._kernel_layout())
+        self.kernel_size, self.channel_mixing = self._option('kernel', lambda spec: self._kernel_layout())
         self._warned_small = False
 
     def _option(self, key, build):
@@ -238,7 +238,7 @@ class CrosstalkDataset(data.Dataset):
             raise ValueError(f'CrosstalkDataset: option {key}: {error}') from error
 
     def _kernel_layout(self):
-        """(S, cross_channel) of the returned kernels: their side and whether they are (C, C, S, S)."""
+        """(S, channel_mixing) of the returned kernels: their side and whether they are (C, C, S, S)."""
         if self.kernels.is_random:
             self.kernels.sample(np.random.default_rng(0))  # a malformed random spec fails here, with its message
             specs = _corner_specs(self.kernels.spec)
@@ -328,7 +328,7 @@ class CrosstalkDataset(data.Dataset):
         """``kernel`` as the float32 (C, S, S) or (C, C, S, S) tensor of the item (zero-padded, centred)."""
         if kernel.ndim == 2:
             kernel = np.broadcast_to(kernel, (self.channels, ) + kernel.shape)
-        if self.cross_channel and kernel.ndim == 3:
+        if self.channel_mixing and kernel.ndim == 3:
             diagonal = np.zeros((self.channels, ) + kernel.shape, np.float32)
             diagonal[np.arange(self.channels), np.arange(self.channels)] = kernel
             kernel = diagonal

@@ -140,3 +140,11 @@ def test_plugin_import_error_inside_the_module_keeps_its_traceback(tmp_path, iso
     '''))
     with pytest.raises(ModuleNotFoundError, match='a_module_that_is_not_installed'):
         plugins.load_plugins(['broken_sensor.py'], [str(tmp_path)], '--plugin')
+
+
+def test_a_bug_in_a_plugin_kernel_keeps_its_traceback(tmp_path, isolated_plugins, monkeypatch):
+    (tmp_path / 'buggy_sensor.py').write_text(PLUGIN.format(kernel='buggy_kernel', leak=0.1).replace(
+        '    return kernel', '    return kernel[3]'))
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(IndexError):  # not a user error: main does not turn it into one line
+        cli.main(['kernels', 'show', 'buggy_kernel', '--plugin', 'buggy_sensor.py'])

@@ -218,7 +218,8 @@ def build_parser():
         sub.set_defaults(handler=handler, passthrough=True)
 
     debug = argparse.ArgumentParser(add_help=False)
-    debug.add_argument('--debug', action='store_true', help=f'show the traceback of an error (or {TRACEBACK_VARIABLE}=1)')
+    debug.add_argument('--debug', action='store_true',
+                       help=f'show the traceback of an error (or {TRACEBACK_VARIABLE}=1)')
     plugin = argparse.ArgumentParser(add_help=False, parents=[debug])
     plugin.add_argument('--plugin', action='append', metavar='MODULE_OR_FILE',
                         help='import a module (my_sensor) or a .py file that registers kernels; repeatable')

@@ -23,7 +23,7 @@ import sys
 
 from newbp_plugin.kernels.registry import DuplicateNameError
 
-_how_loaded = {}  # module name -> how it was loaded, e.g. "plugins: of my.yml", for `basicsr kernels list`
+_how_loaded = {}  # module name -> where it was listed, e.g. 'my.yml: plugins: my_sensor.py' (basicsr kernels list)
 
 
 class PluginError(ValueError):

@@ -105,6 +105,11 @@ def _check_keywords(cls, options, where, path):
         raise OptionError(f'{path}: {where}: {cls.__name__} needs option {missing[0]}')
 
 
+def _networks(opt):
+    """``[(key, options)]`` of the networks a model builds: ``network_g``, ``network_d``, ..."""
+    return [(key, value) for key, value in opt.items() if key.startswith('network_') and isinstance(value, dict)]
+
+
 def _check_types(opt, path):
     """Every ``type`` is registered; networks and losses get only the keywords they take."""
     from basicsr.utils.registry import ARCH_REGISTRY, DATASET_REGISTRY, LOSS_REGISTRY, METRIC_REGISTRY, MODEL_REGISTRY
@@ -113,7 +118,7 @@ def _check_types(opt, path):
         _registered(DATASET_REGISTRY, dataset_opt, f'{path}: datasets:{phase}')
         if 'name' not in dataset_opt:
             raise OptionError(f'{path}: datasets:{phase}: needs a name (used in logs and folders)')
-    built = [(ARCH_REGISTRY, key, value) for key, value in opt.items() if key.startswith('network_')]
+    built = [(ARCH_REGISTRY, key, value) for key, value in _networks(opt)]
     if opt['is_train']:
         built += [(LOSS_REGISTRY, f'train:{key}', value) for key, value in (opt.get('train') or {}).items()
                   if key.endswith('_opt') and value]
@@ -149,13 +154,13 @@ def check_run_options(opt, path):
                 dataset = build_dataset(dataset_opt)
                 if len(dataset):
                     dataset[0]
-            del dataset  # an LMDB may be opened once per process: close it before BasicSR opens it
-        for key, network_opt in opt.items():
-            if key.startswith('network_'):
-                with _located(path, key):
-                    build_network(network_opt)
+            del dataset  # an LMDB may be open once per process: close it before the next dataset opens it
+            gc.collect()
+        for key, network_opt in _networks(opt):
+            with _located(path, key):
+                build_network(network_opt)
         with _located(path):  # the model's messages name their keys ('train:pixel_opt') or files
             build_model(opt)
-    gc.collect()
+    gc.collect()  # the copies' memory, before BasicSR builds its own
     if torch.cuda.is_initialized():
         torch.cuda.empty_cache()

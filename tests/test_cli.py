@@ -196,7 +196,7 @@ def unreadable_image(opt, folder):
     opt['datasets']['val'].update(dataroot_gt='photos', io_backend={'type': 'disk'})
 
 
-def test_case(folder):
+def basicsr_test_case(folder):
     opt = tiny_run(is_train=False)
     opt['datasets']['test']['kernel'] = {'type': 'my_sensr'}
     (folder / 'run.yml').write_text(yaml.safe_dump(opt))
@@ -253,7 +253,7 @@ ERROR_CASES = {
     'weights_mismatch': (train_case(lambda opt, folder: opt['path'].update(pretrain_network_g=NAFNET_WEIGHTS)), 2,
                          f"basicsr train: error: run.yml: The weights in 'params' of {NAFNET_WEIGHTS} do not match "
                          'NewBPNAFNet: missing in the checkpoint'),
-    'test_pipeline': (test_case, 2, "basicsr test: error: run.yml: datasets:test: CrosstalkDataset: option kernel: "
+    'test_pipeline': (basicsr_test_case, 2, "basicsr test: error: run.yml: datasets:test: CrosstalkDataset: option kernel: "
                                     "kernel {type: my_sensr}: unknown type 'my_sensr'; did you mean 'my_sensor'?"),
     'restore': (restore_case, 2, f"basicsr restore: error: The weights in 'params' of {NAFNET_WEIGHTS} do not match"),
     'benchmark': (benchmark_case, 2, 'basicsr benchmark: error: benchmark options: kernels:mine / noises:none: '),
@@ -279,7 +279,8 @@ def console_runs(tmp_path_factory):  # about 40 s on 2 cores
             (folder / earlier / 'marker').write_text('an earlier run')
         runs[name] = (folder, *prepare(folder))
     with ThreadPoolExecutor(max_workers=4) as pool:
-        results = {name: pool.submit(run_basicsr, args, cwd=folder, env=env) for name, (folder, args, env) in runs.items()}
+        results = {name: pool.submit(run_basicsr, args, cwd=folder, env=env)
+                   for name, (folder, args, env) in runs.items()}
     return {name: (result.result(), runs[name][0]) for name, result in results.items()}
 
 

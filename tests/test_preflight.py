@@ -1,5 +1,6 @@
 """The check of a run's options before BasicSR acts, and the one-line text of user errors."""
 import logging
+import pathlib
 import random
 import sys
 
@@ -12,14 +13,13 @@ from torch.utils.data import DataLoader, Dataset
 from newbp_plugin.archs.checkpoint import CheckpointMismatchError, load_checkpoint
 from newbp_plugin.preflight import OptionError, check_run_options, error_message
 
-SAMPLE_VAL = 'datasets/sample/val.lmdb'
+SAMPLE_VAL = pathlib.Path(__file__).resolve().parents[1] / 'datasets' / 'sample' / 'val.lmdb'
 
 
 def run_options(tmp_path, monkeypatch, is_train=True, **changes):
     """A tiny NewBPModel run on the sample LMDB, parsed by BasicSR's own parse_options."""
     from basicsr.utils.options import parse_options
-    root = __import__('pathlib').Path(__file__).resolve().parents[1]
-    data = {'type': 'CrosstalkDataset', 'dataroot_gt': str(root / SAMPLE_VAL), 'kernel': {'type': 'gaussian'}}
+    data = {'type': 'CrosstalkDataset', 'dataroot_gt': str(SAMPLE_VAL), 'kernel': {'type': 'gaussian'}}
     opt = {
         'name': 'preflight', 'model_type': 'NewBPModel', 'scale': 1, 'num_gpu': 0, 'manual_seed': 0,
         'datasets': {'train': dict(data, name='train', gt_size=32, batch_size_per_gpu=1, num_worker_per_gpu=0),

@@ -44,8 +44,7 @@ def load_recipe():
 
 def variant_options(recipe, name, iters):
     """The recipe as a plain dict, for one variant and a budget of ``iters`` iterations."""
-    opt = dict(recipe, name=f'ablation_{name}')
-    opt.pop('sensor_kernel', None)  # the anchor holder: its values are already in place
+    opt = dict(recipe, name=f'ablation_{name}')  # its sensor: block reaches the variant's network too
     _, changes = VARIANTS[name]
     network = dict(opt['network_g'])
     if changes is None:

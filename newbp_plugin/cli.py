@@ -102,8 +102,9 @@ def _run_basicsr_pipeline(command, args):
 
     Right after BasicSR's own ``parse_options`` (``--force_yml``, ``--debug`` and the launcher
     applied), and before the pipeline creates or archives any folder, the YAML's ``plugins:``
-    are imported and the run's options are checked by building them
-    (:func:`newbp_plugin.preflight.check_run_options`).
+    are imported, its ``sensor:`` block is handed to the components
+    (:func:`newbp_plugin.sensor_block.apply_sensor_block`) and the run's options are checked by
+    building them (:func:`newbp_plugin.preflight.check_run_options`).
     """
     args = normalise_basicsr_args(args)
     if not any(a in ('-h', '--help') for a in args):
@@ -119,10 +120,12 @@ def _run_basicsr_pipeline(command, args):
         import basicsr.test as module
         pipeline = module.test_pipeline
     parse_options = module.parse_options
+    from newbp_plugin.sensor_block import apply_sensor_block  # imports BasicSR's registries: only when running
 
     def parse_then_check(root_path, is_train):
         opt, parsed = parse_options(root_path, is_train=is_train)
         _yaml_plugins(opt, parsed.opt)
+        apply_sensor_block(opt, parsed.opt)
         check_run_options(opt, parsed.opt)
         return opt, parsed
 

@@ -9,6 +9,7 @@ from basicsr.data import build_dataset
 from basicsr.utils.options import ordered_yaml
 
 from newbp_plugin.models.newbp_model import parse_model_options
+from newbp_plugin.sensor_block import apply_sensor_block
 from tests.test_data_dataset import lq_of
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -33,6 +34,7 @@ def test_recipes_exist():
 @pytest.mark.parametrize('path', RECIPES, ids=lambda p: p.relative_to(ROOT / 'options').as_posix())
 def test_recipe_builds(path):
     opt = load(path)
+    apply_sensor_block(opt, str(path))  # as basicsr train|test do
     assert opt['scale'] == 1
     if opt['model_type'] == 'NewBPModel':
         parse_model_options(opt)

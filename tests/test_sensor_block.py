@@ -1,5 +1,6 @@
 """The ``sensor:`` block: one sensor for the data, the network and the losses of a run."""
 import copy
+import os
 
 import pytest
 
@@ -86,3 +87,24 @@ def test_a_crosstalk_dataset_needs_a_model_that_degrades():
         apply_sensor_block(run_options(model_type='SRModel'), 'run.yml')
     paired = run_options(model_type='SRModel', datasets={'train': {'type': 'PairedImageDataset'}})
     apply_sensor_block(paired)  # SRModel with stored pairs is BasicSR's own business
+
+
+def test_basicsr_train_resolves_the_block_before_acting(tmp_path):
+    # through the console script: a typo in the block is one line, exit 2, and experiments/ is not touched
+    import yaml
+
+    from tests.conftest import run_basicsr
+    root = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    with open(os.path.join(root, 'options', 'newbp_nafnet.yml'), encoding='utf-8') as f:
+        opt = yaml.safe_load(f)
+    opt['sensor']['nosie'] = opt['sensor'].pop('noise')
+    opt['datasets']['train']['dataroot_gt'] = os.path.join(root, 'datasets', 'sample', 'train.lmdb')
+    opt['datasets']['val']['dataroot_gt'] = os.path.join(root, 'datasets', 'sample', 'val.lmdb')
+    opt['train']['total_iter'] = 1  # were the block not checked, the run would end at once, not hang the test
+    (tmp_path / 'front.yml').write_text(yaml.safe_dump(opt))
+    result = run_basicsr(['train', '-opt', 'front.yml'], cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "basicsr train: error: front.yml: sensor: unknown option 'sensor:nosie' (did you mean 'noise'?); valid "
+        'options: kernel, noise, linear_light']
+    assert not (tmp_path / 'experiments').exists()

@@ -14,7 +14,7 @@ METHODS = ('auto', 'direct', 'fft')
 # `OMP_WAIT_POLICY=PASSIVE python benchmarks/ops.py` (forward + backward, B=4, 256x256,
 # 2 CPU threads; benchmarks/results/ops.json): FFT speed-up at 9x9 0.92x (C=3) and 0.90x
 # (C=32); at 11x11 1.82x and 0.89x (1.02x in an earlier run); above 13x13 > 1 for both.
-FFT_MIN_KERNEL_SIZE = 11
+FFT_MIN_KERNEL_SIZE = 15
 # A channel-mixing kernel shared by the batch folds the batch into groups up to this many channels
 # (benchmarks/ops.py: 5x faster at C=3, 0.84x at C=32, forward + backward, one thread).
 FOLD_MIXING_MAX_CHANNELS = 4

@@ -19,9 +19,6 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 SHRINK = ['--force_yml', 'train:total_iter=2', 'val:val_freq=2', 'logger:print_freq=1', 'logger:save_checkpoint_freq=2',
           'datasets:train:batch_size_per_gpu=2', 'datasets:train:num_worker_per_gpu=0',
           'datasets:train:dataset_enlarge_ratio=1']
-# NewBPModel validates through its DDP wrapper on rank 0 alone, whose buffer broadcast waits for the other
-# ranks, so a distributed NewBPNAFNet run with validation fails (models/newbp_model.py, reported); skip it.
-DISTRIBUTED_SHRINK = SHRINK + ['val=none']
 
 
 def readme_section(title='## Add your sensor'):
@@ -41,10 +38,8 @@ def run(command, cwd):
     args = shlex.split(command)
     scripts = {'basicsr': basicsr_command(), 'torchrun': shutil.which('torchrun', path=os.path.dirname(sys.executable))}
     args[0] = scripts[args[0]]
-    if args[1] == 'train':
+    if args[1] == 'train' or 'newbp_plugin.train' in args:
         args += SHRINK
-    elif 'newbp_plugin.train' in args:
-        args += DISTRIBUTED_SHRINK
     return subprocess.run(args, cwd=cwd, capture_output=True, text=True, timeout=600)
 
 

@@ -318,7 +318,7 @@ def test_missing_lmdb_key_names_key_and_path(make, lmdb_path, tmp_path):
     meta = tmp_path / 'meta.txt'
     meta.write_text('rgb8.png (48,64,3) 1\nnot_there.png (48,64,3) 1\n')
     dataset = make(meta_info_file=str(meta))
-    with pytest.raises(KeyError, match=f"key 'not_there' is not in the LMDB {lmdb_path}"):
+    with pytest.raises(ValueError, match=f"key 'not_there' is not in the LMDB {lmdb_path}"):
         dataset[1]
 
 

@@ -270,7 +270,7 @@ class CrosstalkDataset(data.Dataset):
             with _open_lmdb(self.root, self.lmdb_options).begin(write=False) as txn:
                 content = txn.get(path.encode('ascii'))
             if content is None:
-                raise KeyError(f"CrosstalkDataset: key '{path}' is not in the LMDB {self.root}")
+                raise ValueError(f"CrosstalkDataset: key '{path}' is not in the LMDB {self.root}")
         else:
             where = f'image {path}'
             with open(path, 'rb') as f:

@@ -234,7 +234,8 @@ class NewBPModel(SRModel):
 
     # --------------------------------------------------------------- inference
     def test(self):
-        net = self.net_g_ema if hasattr(self, 'net_g_ema') else self.net_g
+        # the bare network: rank 0 validates alone, and a DDP wrapper's forward would wait for the other ranks
+        net = self.get_bare_model(self.net_g_ema if hasattr(self, 'net_g_ema') else self.net_g)
         was_training = net.training
         net.eval()
         val_opt = self.opt.get('val') or {}

@@ -196,7 +196,7 @@ def _benchmark(parsed, rest):
 
 
 def _restore(parsed, rest):
-    from newbp_plugin.benchmark.restore import restore
+    from newbp_plugin.inference.restore import restore
     _command_line_plugins(parsed)
     failures, total = restore(parsed.input, parsed.output, parsed.weights, arch=parsed.arch, kernel=parsed.kernel,
                               tile=parsed.tile, tile_overlap=parsed.tile_overlap, save_s=parsed.save_s,

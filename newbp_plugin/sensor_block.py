@@ -58,16 +58,29 @@ def apply_sensor_block(opt, where='options'):
     for phase, dataset in (opt.get('datasets') or {}).items():
         if isinstance(dataset, dict) and dataset.get('type') in SENSOR_DATASETS:
             _hand_over(sensor, dataset, SENSOR_KEYS, f'{where}: datasets:{phase}')
-    network = opt.get('network_g')
-    if isinstance(network, dict) and network.get('type') in ARCH_REGISTRY:
-        takes = inspect.signature(ARCH_REGISTRY.get(network['type'])).parameters
-        keys = [key for key in ('linear_light', 'kernel') if key in takes]
-        if 'kernel' in sensor and is_random_spec(as_spec(sensor['kernel'])):
-            keys = [key for key in keys if key != 'kernel']
-        _hand_over(sensor, network, keys, f'{where}: network_g')
+    hand_to_network(sensor, opt.get('network_g'), where)
     loss = (opt.get('train') or {}).get('redegradation_opt')
     if isinstance(loss, dict):
         _hand_over(sensor, loss, ('linear_light', ), f'{where}: train:redegradation_opt')
+
+
+def hand_to_network(sensor, network, where='options'):
+    """Hand a ``sensor:`` block to ``network_g`` options, in place: ``linear_light`` and the fixed kernel
+    where the network takes them and sets none (see the module docstring). Also for a training YAML
+    read again to rebuild its network (``basicsr restore``, ``basicsr benchmark``).
+
+    Args:
+        sensor (dict | None): the block; None: nothing to do.
+        network (dict | None): the ``network_g`` options.
+        where (str): the options file, for messages.
+    """
+    if not sensor or not isinstance(network, dict) or network.get('type') not in ARCH_REGISTRY:
+        return
+    takes = inspect.signature(ARCH_REGISTRY.get(network['type'])).parameters
+    keys = [key for key in ('linear_light', 'kernel') if key in takes]
+    if 'kernel' in sensor and is_random_spec(as_spec(sensor['kernel'])):
+        keys = [key for key in keys if key != 'kernel']
+    _hand_over(sensor, network, keys, f'{where}: network_g')
 
 
 def _hand_over(sensor, component, keys, owner):

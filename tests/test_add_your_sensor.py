@@ -50,7 +50,7 @@ def test_readme_psf_line_builds_a_measured_psf(tmp_path, monkeypatch):
     psf = np.outer([1, 4, 1], [1, 4, 1]).astype(np.float64)
     np.save(tmp_path / 'calib' / 'psf.npy', psf)
     monkeypatch.chdir(tmp_path)
-    kernel = build_kernel(yaml.safe_load(psf_line)['sensor_kernel'])
+    kernel = build_kernel(yaml.safe_load(psf_line)['sensor']['kernel'])
     np.testing.assert_allclose(kernel, psf / psf.sum(), rtol=1e-6)
 
 

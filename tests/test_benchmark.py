@@ -14,7 +14,7 @@ from basicsr.archs import build_network
 from basicsr.metrics import calculate_psnr
 from basicsr.utils import tensor2img
 
-from newbp_plugin.benchmark.network import load_network, run_network
+from newbp_plugin.inference.network import load_network, run_network
 from newbp_plugin.benchmark.runner import Benchmark
 from newbp_plugin.data.crosstalk_dataset import CrosstalkDataset
 from newbp_plugin.models.newbp_model import parse_model_options

@@ -10,7 +10,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from newbp_plugin.archs.checkpoint import load_checkpoint
-from newbp_plugin.models.newbp_model import NewBPModel, s_to_image
+from newbp_plugin.models.newbp_model import NewBPModel
+from newbp_plugin.pictures import s_to_image
 from newbp_plugin.ops import crosstalk
 from newbp_plugin.registration import register
 

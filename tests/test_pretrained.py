@@ -10,7 +10,7 @@ import torch
 from basicsr.metrics import calculate_psnr
 from basicsr.utils import tensor2img
 
-from newbp_plugin.benchmark.network import load_network, network_options, run_network
+from newbp_plugin.inference.network import load_network, network_options, run_network
 from newbp_plugin.data.crosstalk_dataset import CrosstalkDataset
 from tests.conftest import run_basicsr
 from tests.test_data_dataset import lq_of

@@ -11,7 +11,7 @@ import torch
 import yaml
 from basicsr.archs import build_network
 
-from newbp_plugin.benchmark.restore import restore
+from newbp_plugin.inference.restore import restore
 from tests.conftest import run_basicsr
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))

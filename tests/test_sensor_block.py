@@ -108,3 +108,13 @@ def test_basicsr_train_resolves_the_block_before_acting(tmp_path):
         "basicsr train: error: front.yml: sensor: unknown option 'sensor:nosie' (did you mean 'noise'?); valid "
         'options: kernel, noise, linear_light']
     assert not (tmp_path / 'experiments').exists()
+
+
+def test_a_run_yaml_read_again_rebuilds_the_network_it_trained(tmp_path):
+    # basicsr restore / benchmark read network_g from BasicSR's copy of the run's YAML: the block reaches it too
+    import yaml
+
+    from newbp_plugin.inference.network import network_options
+    (tmp_path / 'run.yml').write_text(yaml.safe_dump(run_options()))
+    network = network_options(str(tmp_path / 'run.yml'), 'net_g_latest.pth')
+    assert network == {'type': 'NewBPNAFNet', 'width': 8, 'linear_light': True, 'kernel': CMOS}

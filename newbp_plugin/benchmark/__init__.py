@@ -2,9 +2,9 @@
 
 - :mod:`.classical`: Wiener, Richardson–Lucy and Converse2D with the oracle kernel (pure torch);
 - :mod:`.runner`: ``basicsr benchmark -opt options/benchmark/X.yml``, methods × degradations;
-- :mod:`.report`: its markdown, CSV, JSON and PNG reports;
-- :mod:`.network`: networks for inference (architecture options, checkpoints, tiled forward);
-- :mod:`.restore`: ``basicsr restore``, a trained network on image files.
+- :mod:`.report`: its markdown, CSV, JSON and PNG reports.
+
+Networks are loaded and run by :mod:`newbp_plugin.inference`.
 """
 from .classical import converse, richardson_lucy, wiener
 

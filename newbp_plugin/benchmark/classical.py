@@ -26,8 +26,8 @@ import torch
 import torch.nn.functional as F
 
 from newbp_plugin.ops import converse2d, crosstalk, psf2otf
-from newbp_plugin.ops.color import linear_to_srgb, srgb_to_linear
 from newbp_plugin.sensor import is_channel_mixing
+from newbp_plugin.sensor.optics import SensorOptics
 
 BOUNDARIES = ('reflect', 'circular')
 PAD_PER_KERNEL_SIDE = 4  # default reflect padding [px] = this x the kernel's larger side
@@ -205,8 +205,7 @@ def richardson_lucy(x, kernel, iterations=100, noise_var=None, linear_light=Fals
     if is_channel_mixing(kernel):
         adjoint_kernel = adjoint_kernel.transpose(1, 2)
 
-    def blur(image, psf):
-        return crosstalk(image, psf, padding_mode='circular')
+    blur = SensorOptics(linear_light=False, padding_mode='circular').blur  # on the periodic working grid
 
     def solve(observed):
         observed = observed.clamp(min=0)
@@ -299,7 +298,6 @@ def _prepare(x, kernel, boundary, pad):
 
 def _solve(solve, x, linear_light, pad):
     """``solve`` applied in the working domain, on the grid reflect-padded by ``pad`` [px] on each side."""
-    observed = srgb_to_linear(x) if linear_light else x
-    restored = solve(F.pad(observed, (pad, ) * 4, mode='reflect'))
-    restored = restored[..., pad:pad + x.shape[-2], pad:pad + x.shape[-1]]
-    return linear_to_srgb(restored) if linear_light else restored
+    optics = SensorOptics(linear_light)  # the light the sensor's K acted in
+    restored = solve(F.pad(optics.to_linear(x), (pad, ) * 4, mode='reflect'))
+    return optics.to_encoded(restored[..., pad:pad + x.shape[-2], pad:pad + x.shape[-1]])

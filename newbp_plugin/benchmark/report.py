@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 from basicsr.utils import imwrite, tensor2img
 
-from newbp_plugin.models.newbp_model import s_to_image
+from newbp_plugin.pictures import s_to_image
 
 LABEL_HEIGHT = 14  # [px] of the text strip above every tile and row
 GAP = 4  # [px] between tiles

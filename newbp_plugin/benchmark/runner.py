@@ -60,7 +60,7 @@ from torch.utils.data import default_collate
 from tqdm import tqdm
 
 from newbp_plugin.benchmark import classical
-from newbp_plugin.benchmark.network import load_network, network_options, run_network
+from newbp_plugin.inference.network import load_network, network_options, run_network
 from newbp_plugin.benchmark.report import write_reports
 from newbp_plugin.data.crosstalk_dataset import CrosstalkDataset, degrade_batch
 from newbp_plugin.options import REQUIRED, Option, check_options, is_bool, is_int, one_of, optional, parse_options

@@ -9,7 +9,7 @@
   format and channels (a grey image is restored as three equal channels, then made grey again;
   alpha is copied).
 - The architecture comes from ``--arch`` or from the training YAML beside the weights
-  (:func:`newbp_plugin.benchmark.network.network_options`).
+  (:func:`newbp_plugin.inference.network.network_options`).
 - A file that cannot be read, restored or written is reported and skipped; the others go on.
 """
 import os
@@ -20,13 +20,13 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from newbp_plugin.benchmark.network import forward_arguments, load_network, network_options, run_network
+from newbp_plugin.inference.network import forward_arguments, load_network, network_options, run_network
 from newbp_plugin.kernels import parse_kernel_spec
-from newbp_plugin.models.newbp_model import s_to_image
+from newbp_plugin.pictures import s_to_image
 from newbp_plugin.sensor import physical_kernel
 
-IMAGE_SUFFIXES = ('.png', '.tif', '.tiff', '.jpg', '.jpeg')
 _FORMATS = {'.png': 'PNG', '.tif': 'TIFF', '.tiff': 'TIFF', '.jpg': 'JPEG', '.jpeg': 'JPEG'}
+IMAGE_SUFFIXES = tuple(_FORMATS)  # what restore reads and writes, bit depth kept
 
 
 def output_paths(input_path, output):

@@ -2,6 +2,7 @@
 
 Shared by ``basicsr benchmark`` (network methods) and ``basicsr restore``.
 """
+import copy
 import glob
 import inspect
 import os.path as osp
@@ -13,6 +14,7 @@ from basicsr.archs import build_network
 
 from newbp_plugin.archs.checkpoint import CheckpointMismatchError, load_checkpoint
 from newbp_plugin.ops.tiling import tiled_forward
+from newbp_plugin.sensor_block import hand_to_network
 
 
 def network_options(arch, weights):
@@ -21,7 +23,8 @@ def network_options(arch, weights):
     Args:
         arch (dict | str | None): the options themselves (a dict, or inline YAML text such as
             ``'{type: NAFNet, width: 32}'``); or the path of a YAML file: a training or test YAML
-            (its ``network_g`` is used) or a file holding the options alone; or None: the YAML
+            (its ``network_g``, with what its ``sensor:`` block hands to it) or a file holding the
+            options alone; or None: the YAML
             BasicSR copied beside a training run, ``experiments/<name>/*.yml``, when ``weights``
             sit in ``experiments/<name>/models/``.
         weights (str): the checkpoint's path, for the default and for messages.
@@ -50,8 +53,10 @@ def network_options(arch, weights):
                 content = yaml.safe_load(f)
             except yaml.YAMLError as error:
                 raise ValueError(f'{arch} is not valid YAML: {error}') from None
-        if isinstance(content, dict) and 'network_g' in content:
-            return _checked(content['network_g'], f'network_g of {arch}')
+        if isinstance(content, dict) and 'network_g' in content:  # a run's YAML: its sensor block reaches network_g
+            network = copy.deepcopy(content['network_g'])
+            hand_to_network(content.get('sensor'), network, arch)
+            return _checked(network, f'network_g of {arch}')
         return _checked(content, arch)
     try:
         content = yaml.safe_load(arch)

@@ -41,18 +41,18 @@ class DirectConvolution(torch.autograd.Function):
     @staticmethod
     def forward(ctx, padded, weight, groups):
         ctx.groups = groups
-        ctx.save_for_backward(padded if ctx.needs_input_grad[1] else None, weight)
-        return F.conv2d(padded, weight.flip((-2, -1)), groups=groups)
+        flipped = weight.flip((-2, -1))
+        ctx.save_for_backward(padded if ctx.needs_input_grad[1] else None, flipped)
+        return F.conv2d(padded, flipped, groups=groups)
 
     @staticmethod
     def backward(ctx, grad_out):
-        padded, weight = ctx.saved_tensors
-        flipped = weight.flip((-2, -1))
+        padded, flipped = ctx.saved_tensors
         grad_padded = grad_weight = None
         if ctx.needs_input_grad[0]:
             grad_padded = F.conv_transpose2d(grad_out, flipped, groups=ctx.groups)
         if ctx.needs_input_grad[1]:
-            grad_flipped = torch.nn.grad.conv2d_weight(padded, weight.shape, grad_out, groups=ctx.groups)
+            grad_flipped = torch.nn.grad.conv2d_weight(padded, flipped.shape, grad_out, groups=ctx.groups)
             grad_weight = grad_flipped.flip((-2, -1))
         return grad_padded, grad_weight, None
 

@@ -11,12 +11,12 @@ from .fft_conv import FFTConvolution
 PADDING_MODES = ('zeros', 'reflect', 'replicate', 'circular')  # the plugin's one border vocabulary
 METHODS = ('auto', 'direct', 'fft')
 # method='auto' takes the FFT path when kh * kw >= FFT_MIN_KERNEL_SIZE ** 2. Measured with
-# `OMP_WAIT_POLICY=PASSIVE python benchmarks/ops.py` (forward + backward, B=4, 256x256,
-# 2 CPU threads; benchmarks/results/ops.json): FFT speed-up at 9x9 0.92x (C=3) and 0.90x
-# (C=32); at 11x11 1.82x and 0.89x (1.02x in an earlier run); above 13x13 > 1 for both.
+# `OMP_WAIT_POLICY=PASSIVE python benchmarks/ops.py` (forward + backward, B=4, 256x256; benchmarks/RESULTS.md)
+# against the batch-folded direct path: FFT speed-up at 13x13 0.81x (C=3) and 1.08x (C=32), at 15x15 1.03x
+# and 1.20x on 1 thread; on 2 threads 15x15 costs at most 1.09x.
 FFT_MIN_KERNEL_SIZE = 15
 # A channel-mixing kernel shared by the batch folds the batch into groups up to this many channels
-# (benchmarks/ops.py: 5x faster at C=3, 0.84x at C=32, forward + backward, one thread).
+# (benchmarks/ops.py, forward + backward: 1.3x faster than batched at C=3; 0.84x at C=32).
 FOLD_MIXING_MAX_CHANNELS = 4
 
 TORCH_PAD_MODES = {'zeros': 'constant', 'reflect': 'reflect', 'replicate': 'replicate', 'circular': 'circular'}

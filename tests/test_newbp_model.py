@@ -266,3 +266,20 @@ def test_channel_mixing_batches_go_through_degradation_head_and_loss(tmp_path):
     np.testing.assert_allclose(head(s, model.kernel).detach().numpy(),
                                scipy_crosstalk(s.numpy(), data['kernel'].numpy()), atol=2e-6)
     assert np.isfinite(model.get_current_log()['l_redeg'])
+
+
+@pytest.mark.parametrize('umask', [0o022, 0o077])
+def test_checkpoints_get_the_permissions_torch_save_gives(tmp_path, umask):
+    # a temporary file is 0600: other users of a shared machine could not read the checkpoints
+    model = build_model(make_opt(tmp_path))
+    previous = os.umask(umask)
+    try:
+        model.save(epoch=0, current_iter=3)
+        torch.save({}, tmp_path / 'reference.pth')
+    finally:
+        os.umask(previous)
+    expected = (tmp_path / 'reference.pth').stat().st_mode & 0o777
+    assert expected == 0o666 & ~umask
+    for path in (tmp_path / 'experiments' / 'unit').rglob('*3.*'):
+        assert path.stat().st_mode & 0o777 == expected, path
+    assert len(list((tmp_path / 'experiments' / 'unit').rglob('*3.*'))) == 2  # net_g_3.pth, 3.state

@@ -122,7 +122,9 @@ def _describe_mismatch(net, source, report):
 def save_checkpoint_atomic(obj, path):
     """``torch.save(obj, path)`` through a temporary file in the same folder, then an atomic rename.
 
-    A run killed while saving leaves the previous file (or none), never a truncated one.
+    A run killed while saving leaves the previous file (or none), never a truncated one. The file
+    gets the permissions ``torch.save`` would give it (0666 less the umask; a temporary file is
+    0600), so that the other users of a shared machine read it as before.
 
     Args:
         obj: what to save (a state_dict, ``{'params': state_dict}``, a training state).
@@ -136,7 +138,15 @@ def save_checkpoint_atomic(obj, path):
             torch.save(obj, f)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp_path, 0o666 & ~_umask())
         os.replace(tmp_path, path)
     except BaseException:
         os.remove(tmp_path)
         raise
+
+
+def _umask():
+    """The process's umask (read by setting it, then setting it back)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

@@ -14,9 +14,12 @@ Throughput: samples/s of whole batches (batch 8, shuffled) through a DataLoader 
 ``num_workers`` 0 (the main process) and 1, the degradation of each batch included for
 CrosstalkDataset; the median of ``--rounds`` timed passes of ``--samples`` samples after one
 warm-up batch, the two alternating so that they share the machine's load. Then where the time of
-one batch's degradation goes, step by step.
+one batch's degradation goes, step by step; and, for the front door and the width-32 recipe (on
+the sample set, CPU), the iteration time and data wait BasicSR logs beside the time of
+``degrade_batch`` on one of their training batches.
 
-Usage: ``python benchmarks/data.py [--samples 160] [--rounds 3] [--threads 1] [--out benchmarks/results/data.json]``
+Usage: ``python benchmarks/data.py [--samples 160] [--rounds 3] [--threads 1] [--recipe-iters 40]
+[--out benchmarks/results/data.json]``
 """
 import argparse
 import os
@@ -137,12 +140,62 @@ def step_times(gt, size, noise_name):
     }
 
 
+# (recipe, --force_yml changes): the front door as shipped; the width-32 GPU recipe on the sample set, on the CPU
+RECIPES = {
+    'front door (options/newbp_nafnet.yml)': ('options/newbp_nafnet.yml', []),
+    'width 32 (options/train/NewBPNAFNet-width32.yml)': ('options/train/NewBPNAFNet-width32.yml', [
+        'num_gpu=0', 'datasets:train:dataroot_gt=datasets/sample/train.lmdb', 'datasets:train:num_worker_per_gpu=1',
+        'datasets:val:dataroot_gt=datasets/sample/val.lmdb', 'logger:use_tb_logger=false']),
+}
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+
+
+def recipe_shares(iters):
+    """{recipe: figures} of ``iters`` training iterations run by ``basicsr train``: BasicSR's logged time of
+    an iteration and data wait (the last print, an average), and the median time of ``degrade_batch`` on one
+    training batch of the recipe, measured in this process."""
+    import re
+    import subprocess
+
+    import yaml
+
+    from newbp_plugin.sensor_block import apply_sensor_block
+    results = {}
+    for name, (recipe, changes) in RECIPES.items():
+        with tempfile.TemporaryDirectory() as run_dir:
+            os.symlink(osp.join(ROOT, 'datasets'), osp.join(run_dir, 'datasets'))
+            force = changes + [f'train:total_iter={iters}', f'logger:print_freq={iters // 2}', 'val:val_freq=100000',
+                               'logger:save_checkpoint_freq=100000', 'name=data_share']
+            basicsr = osp.join(osp.dirname(sys.executable), 'basicsr')
+            run = subprocess.run([basicsr, 'train', '-opt', osp.join(ROOT, recipe), '--force_yml'] + force, cwd=run_dir,
+                                 capture_output=True, text=True)
+            if run.returncode:
+                raise RuntimeError(f'{recipe}: {run.stderr[-2000:]}')
+            log = ''.join(open(path, encoding='utf-8').read() for path in
+                          sorted(__import__('glob').glob(osp.join(run_dir, 'experiments', 'data_share', 'train_*.log'))))
+        iteration_s, data_s = map(float, re.findall(r'time \(data\): ([0-9.]+) \(([0-9.]+)\)', log)[-1])
+        with open(osp.join(ROOT, recipe), encoding='utf-8') as f:
+            opt = yaml.safe_load(f)
+        apply_sensor_block(opt, recipe)
+        dataset_opt = dict(opt['datasets']['train'], phase='train', scale=1,
+                           dataroot_gt=osp.join(ROOT, 'datasets', 'sample', 'train.lmdb'))
+        dataset = CrosstalkDataset(dataset_opt)
+        batch = default_collate([dataset[index % len(dataset)] for index in range(dataset_opt['batch_size_per_gpu'])])
+        degrade_ms = median_ms(lambda: degrade_batch(batch))
+        results[name] = {'iteration_s': iteration_s, 'data_wait_s': data_s, 'degrade_batch_ms': degrade_ms,
+                         'batch': dataset_opt['batch_size_per_gpu'], 'gt_size': dataset_opt['gt_size'],
+                         'degrade_share': degrade_ms / 1e3 / iteration_s, 'data_wait_share': data_s / iteration_s}
+    return results
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--samples', type=int, default=160, help='samples per timed pass')
     parser.add_argument('--rounds', type=int, default=3, help='timed passes per configuration (median)')
     parser.add_argument('--threads', type=int, default=1,
                         help='torch threads of the main process (workers use 1, as DataLoader sets)')
+    parser.add_argument('--recipe-iters', type=int, default=40,
+                        help='training iterations of each recipe for the data share of an iteration (0: skip)')
     parser.add_argument('--out', default=osp.join(osp.dirname(osp.abspath(__file__)), 'results', 'data.json'))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -166,6 +219,7 @@ def main():
                     del candidates
         steps = {f'{size}x{size}, {noise_name}': step_times(gt, size, noise_name)
                  for size in KERNELS for noise_name in NOISES}
+    shares = recipe_shares(args.recipe_iters) if args.recipe_iters else {}
 
     print(f'{count} clean 480x480 sub-images; {GT_SIZE}x{GT_SIZE} crops, batch {BATCH}, '
           f'noises {NOISES}; torch threads (main process): {torch.get_num_threads()}')
@@ -176,11 +230,15 @@ def main():
     print(f"\n{f'step of one batch of {BATCH} [ms]':<30}" + ''.join(f'{name:>22}' for name in steps))
     for step in next(iter(steps.values())):
         print(f'{step:<30}' + ''.join(f'{times[step]:>22.1f}' for times in steps.values()))
+    for name, share in shares.items():
+        print(f"{name}: batch {share['batch']} x {share['gt_size']}², iteration {share['iteration_s']:.3f} s, data wait "
+              f"{share['data_wait_s']:.3f} s ({100 * share['data_wait_share']:.1f} %), degrade_batch "
+              f"{share['degrade_batch_ms']:.1f} ms ({100 * share['degrade_share']:.1f} % of the iteration)")
     result = {
         'benchmark': 'data loading: CrosstalkDataset + degrade_batch vs PairedImageDataset stored pairs',
         'images': f'{count} sub-images 480x480 of {", ".join(PHOTOS)} (scikit-image)',
         'gt_size': GT_SIZE, 'batch_size': BATCH, 'noises': NOISES, 'kernels': KERNELS, 'samples': args.samples,
-        'rounds': args.rounds, 'rows': rows, 'batch_step_ms': steps,
+        'rounds': args.rounds, 'rows': rows, 'batch_step_ms': steps, 'recipe_shares': shares,
         'machine': {'cpus': os.cpu_count(), 'torch_threads': torch.get_num_threads(), 'torch': torch.__version__,
                     'numpy': np.__version__, 'python': platform.python_version(), 'load_average': os.getloadavg()},
     }

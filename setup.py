@@ -26,9 +26,12 @@ setup(
     description='BasicSR plugin for sensor-crosstalk removal: NewBP head, Converse2D, NAFNet, on-the-fly degradations',
     long_description=read_readme(),
     long_description_content_type='text/markdown',
+    author='newbp-plugin maintainers',
     license='Apache-2.0',
+    keywords='basicsr, image restoration, deconvolution, sensor crosstalk, nafnet, pytorch',
     python_requires='>=3.9',
     packages=find_packages(include=['newbp_plugin', 'newbp_plugin.*']),
+    py_modules=['newbp_console'],  # the console script, importable without torch and BasicSR
     include_package_data=True,
     install_requires=[
         'basicsr>=1.4.2',
@@ -45,9 +48,10 @@ setup(
         'test': ['pytest>=7'],
     },
     entry_points={
-        'console_scripts': ['basicsr = newbp_plugin.cli:main'],
+        'console_scripts': ['basicsr = newbp_console:main'],
     },
     classifiers=[
+        'License :: OSI Approved :: Apache Software License',
         'Programming Language :: Python :: 3',
         'Topic :: Scientific/Engineering :: Image Processing',
     ],

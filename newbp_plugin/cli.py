@@ -20,8 +20,8 @@ import sys
 import yaml
 
 from newbp_plugin.plugins import load_plugins, origin
+from newbp_console import version_report
 from newbp_plugin.preflight import USER_ERRORS, check_run_options, error_message
-from newbp_plugin.version import __version__
 
 PROG = 'basicsr'
 TRACEBACK_VARIABLE = 'NEWBP_TRACEBACK'  # set to 1: user errors show their traceback
@@ -211,7 +211,8 @@ def build_parser():
     """The top-level parser; each subcommand sets ``handler`` and ``passthrough``."""
     parser = argparse.ArgumentParser(
         prog=PROG, description='BasicSR with the newbp-plugin registered (crosstalk removal).')
-    parser.add_argument('--version', action='version', version=f'newbp-plugin {__version__}')
+    parser.add_argument('--version', action='store_true', help='print the version and exit')
+    parser.add_argument('--verbose', action='store_true', help='with --version: also Python, torch, CUDA, BasicSR')
     commands = parser.add_subparsers(dest='command', metavar='COMMAND')
     for name, handler, text in (
         ('train', _train, "train with BasicSR's train pipeline (-opt X.yml [--launcher ...] [--auto_resume] ...)"),
@@ -278,6 +279,11 @@ def main(argv=None):
         parser.print_help(sys.stderr)
         return 2
     parsed, rest = parser.parse_known_args(argv)
+    if parsed.version:
+        print(version_report(parsed.verbose))
+        return 0
+    if parsed.command is None:
+        parser.error('a COMMAND is needed (--verbose goes with --version)')
     if rest and not parsed.passthrough:
         parser.error(f'unrecognized arguments: {" ".join(rest)}')
     try:

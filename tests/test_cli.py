@@ -18,10 +18,23 @@ def test_help_lists_subcommands(tmp_path):
     assert 'train' in result.stdout and 'test' in result.stdout
 
 
-def test_version():
+def test_version_answers_without_importing_torch_or_basicsr(tmp_path):
+    """``basicsr --version`` is the console script's own answer: no torch, no BasicSR (seconds) imported."""
     from newbp_plugin import __version__
-    out = subprocess.run([sys.executable, '-m', 'newbp_plugin.cli', '--version'], capture_output=True, text=True)
-    assert out.stdout.strip() == f'newbp-plugin {__version__}'
+    probe = ('import runpy, sys; sys.argv = ["basicsr", "--version"]\n'
+             'try:\n    runpy.run_module("newbp_console", run_name="__main__")\n'
+             'finally:\n    print(sorted(m for m in ("torch", "basicsr", "newbp_plugin") if m in sys.modules))')
+    out = subprocess.run([sys.executable, '-c', probe], capture_output=True, text=True, cwd=tmp_path)
+    assert out.stdout.splitlines() == [f'newbp-plugin {__version__}', '[]'], out.stderr
+
+
+def test_version_verbose_names_torch_cuda_and_basicsr(capsys):
+    import basicsr
+    import torch
+    assert cli.main(['--version', '--verbose']) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith('newbp-plugin ') and lines[1].startswith('Python ')
+    assert lines[2].startswith(f'torch {torch.__version__} (') and lines[3] == f'basicsr {basicsr.__version__}'
 
 
 @pytest.mark.parametrize('args, message', [

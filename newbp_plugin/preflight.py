@@ -16,7 +16,6 @@ import copy
 import difflib
 import gc
 import inspect
-import itertools
 import logging
 import random
 
@@ -29,7 +28,6 @@ from newbp_plugin.options import check_options
 
 USER_ERRORS = (ValueError, OSError, lmdb.Error, CheckpointMismatchError)
 SUFFIX = '_basicsr'  # BasicSR's registries find 'X' also under 'X_basicsr'
-LISTED = 3  # entries of a listing kept in a one-line message
 
 
 class OptionError(ValueError):
@@ -37,18 +35,11 @@ class OptionError(ValueError):
 
 
 def error_message(error):
-    """A user error as one line: its lines joined, indented lists cut to LISTED entries, a DataLoader
-    worker's wrapper reduced to the original message."""
-    lines = [line for line in str(error).splitlines() if line.strip()]
+    """A user error as one line: its lines joined, a DataLoader worker's wrapper reduced to the original message."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
     if len(lines) > 1 and lines[0].startswith('Caught ') and lines[1].startswith('Original Traceback'):
         lines = [lines[-1].split(': ', 1)[-1]]  # 'ValueError: CrosstalkDataset: cannot decode ...'
-    parts = []
-    for indent, group in itertools.groupby(lines, key=lambda line: len(line) - len(line.lstrip())):
-        group = [line.strip() for line in group]
-        if indent and len(group) > LISTED:  # e.g. the keys of weights that do not fit
-            group = group[:LISTED] + [f'... ({len(group) - LISTED} more)']
-        parts += group
-    return ' '.join(parts)
+    return ' '.join(lines)
 
 
 @contextlib.contextmanager

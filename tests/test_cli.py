@@ -265,7 +265,8 @@ ERROR_CASES = {
                          'photos/a.png'),
     'weights_mismatch': (train_case(lambda opt, folder: opt['path'].update(pretrain_network_g=NAFNET_WEIGHTS)), 2,
                          f"basicsr train: error: run.yml: The weights in 'params' of {NAFNET_WEIGHTS} do not match "
-                         'NewBPNAFNet: missing in the checkpoint'),
+                         "NewBPNAFNet: the network's keys live under 'body.', the checkpoint's at the top level "
+                         '(a NAFNet checkpoint?'),
     'test_pipeline': (basicsr_test_case, 2, "basicsr test: error: run.yml: datasets:test: CrosstalkDataset: option kernel: "
                                     "kernel {type: my_sensr}: unknown type 'my_sensr'; did you mean 'my_sensor'?"),
     'restore': (restore_case, 2, f"basicsr restore: error: The weights in 'params' of {NAFNET_WEIGHTS} do not match"),

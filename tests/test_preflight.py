@@ -94,6 +94,32 @@ def test_error_message_is_one_line():
     with pytest.raises(CheckpointMismatchError) as error:
         load_checkpoint(net, {'params': {f'other.{i}': torch.zeros(1) for i in range(5)}})
     assert error_message(error.value) == (
-        "The weights in 'params' of <in-memory checkpoint> do not match Sequential: missing in the checkpoint "
-        "(6): 0.weight 0.bias 1.weight ... (3 more) unexpected in the checkpoint (5): other.0 other.1 other.2 "
-        '... (2 more)')
+        "The weights in 'params' of <in-memory checkpoint> do not match Sequential: blocks only in the network: 0, "
+        '1, 2; blocks only in the checkpoint: other.0, other.1, other.2 (and 2 more). missing in the checkpoint (6): '
+        '0.weight 0.bias 1.weight ... (3 more) unexpected in the checkpoint (5): other.0 other.1 other.2 ... (2 more)')
+
+
+NAFNET = {'type': 'NAFNet', 'width': 8, 'middle_blk_num': 1, 'enc_blk_nums': [1, 1], 'dec_blk_nums': [1, 1]}
+
+
+@pytest.mark.parametrize('saved, loaded, diagnosis', [
+    (dict(NAFNET, type='NewBPNAFNet', head='none', skip='input'), NAFNET,
+     "the checkpoint's keys live under 'body.', the network's at the top level (a NewBPNAFNet checkpoint?)."),
+    (NAFNET, dict(NAFNET, type='NewBPNAFNet', kernel={'type': 'gaussian'}),
+     "the network's keys live under 'body.', the checkpoint's at the top level (a NAFNet checkpoint? NewBPNAFNet "
+     'takes one as network_g.pretrain_body).'),
+    (dict(NAFNET, width=16), NAFNET, 'width 16 in the checkpoint, 8 in the network.'),
+    (NAFNET, dict(NAFNET, enc_blk_nums=[1, 2]), 'blocks only in the network: encoders.1.1.'),
+])
+def test_wrong_architecture_is_diagnosed_first_and_lists_few_keys(saved, loaded, diagnosis):
+    """A checkpoint of another architecture: the likely cause leads, then at most LISTED keys of each group."""
+    from basicsr.archs import build_network
+    with pytest.raises(CheckpointMismatchError) as error:
+        load_checkpoint(build_network(loaded), {'params': build_network(saved).state_dict()})
+    first, *rest = str(error.value).splitlines()
+    assert first == f"The weights in 'params' of <in-memory checkpoint> do not match {loaded['type']}: {diagnosis}"
+    listed = [line for line in rest if line.startswith('    ') and not line.strip().startswith('...')]
+    assert 0 < len(listed) <= 3 * len(GROUPS) and len(error_message(error.value)) < 600
+
+
+GROUPS = ('missing in the checkpoint', 'unexpected in the checkpoint', 'shape mismatch')

@@ -2,8 +2,9 @@
 
 BasicSR saves ``{'params': state_dict}`` (and ``params_ema`` with EMA), other trainers
 ``{'state_dict': ...}`` or a bare state_dict, and DDP-wrapped networks prefix every key
-with ``module.``. :func:`load_checkpoint` accepts all of them and, on a mismatch, names
-every missing, unexpected and mis-shaped key. :func:`save_checkpoint_atomic` writes a
+with ``module.``. :func:`load_checkpoint` accepts all of them and, on a mismatch, says what
+likely went wrong (a NewBPNAFNet checkpoint given to NAFNet or the reverse, another width,
+other blocks) and names the first few missing, unexpected and mis-shaped keys. :func:`save_checkpoint_atomic` writes a
 checkpoint so that a crash never leaves a truncated file under the final name.
 """
 import logging
@@ -18,10 +19,14 @@ logger = logging.getLogger('basicsr')
 
 WRAPPER_KEYS = ('params', 'params_ema', 'state_dict')
 DDP_PREFIX = 'module.'
+LISTED = 3  # keys of each group named in a mismatch message; the rest are counted
+# (whose keys carry the prefix, prefix) -> what the prefix suggests, after the diagnosis
+PREFIX_HINTS = {('checkpoint', 'body.'): ' (a NewBPNAFNet checkpoint?)',
+                ('network', 'body.'): ' (a NAFNet checkpoint? NewBPNAFNet takes one as network_g.pretrain_body)'}
 
 
 class CheckpointMismatchError(RuntimeError):
-    """The checkpoint's keys or shapes do not match the network's (message lists them by name)."""
+    """The checkpoint's keys or shapes do not match the network's (the message says how)."""
 
 
 class LoadedCheckpoint(NamedTuple):
@@ -62,7 +67,8 @@ def load_checkpoint(net, checkpoint, param_key='params', strict=True):
 
     Raises:
         CheckpointMismatchError: ``strict`` and the keys or shapes differ; the message names
-            the source, then every missing, unexpected and mis-shaped key.
+            the source and the likely cause, then counts the missing, unexpected and mis-shaped
+            keys, naming the first LISTED of each (the report of ``strict=False`` has them all).
         ValueError: the checkpoint holds no state_dict under any known key.
     """
     if isinstance(checkpoint, (str, os.PathLike)):
@@ -76,11 +82,12 @@ def load_checkpoint(net, checkpoint, param_key='params', strict=True):
     own = net.state_dict()
     missing = [k for k in own if k not in state_dict]
     unexpected = [k for k in state_dict if k not in own]
-    mismatched = [f'{k}: checkpoint {tuple(v.shape)} vs network {tuple(own[k].shape)}' for k, v in state_dict.items()
-                  if k in own and v.shape != own[k].shape]
+    shapes = {k: (tuple(v.shape), tuple(own[k].shape)) for k, v in state_dict.items()
+              if k in own and v.shape != own[k].shape}
+    mismatched = [f'{k}: checkpoint {saved} vs network {built}' for k, (saved, built) in shapes.items()]
     report = LoadedCheckpoint(used_key, missing, unexpected, mismatched)
     if missing or unexpected or mismatched:
-        message = _describe_mismatch(net, source, report)
+        message = _describe_mismatch(net, source, report, shapes)
         if strict:
             raise CheckpointMismatchError(message)
         logger.warning(message)
@@ -107,16 +114,60 @@ def _find_state_dict(checkpoint, param_key, source):
                    f'state_dict; top-level keys: {list(checkpoint)}.')
 
 
-def _describe_mismatch(net, source, report):
+def _describe_mismatch(net, source, report, shapes):
+    """A diagnosis on the first line, then each group of keys, LISTED of them and a count of the rest."""
     where = f"'{report.param_key}' of {source}" if report.param_key else source
-    lines = [f'The weights in {where} do not match {type(net).__name__}:']
+    diagnosis = _diagnose(report.missing_keys, report.unexpected_keys, shapes)
+    lines = [f'The weights in {where} do not match {type(net).__name__}' + (f': {diagnosis}.' if diagnosis else ':')]
     for title, keys in (('missing in the checkpoint', report.missing_keys),
                         ('unexpected in the checkpoint', report.unexpected_keys),
                         ('shape mismatch', report.mismatched_shapes)):
         if keys:
             lines.append(f'  {title} ({len(keys)}):')
-            lines.extend(f'    {key}' for key in keys)
+            lines.extend(f'    {key}' for key in keys[:LISTED])
+            if len(keys) > LISTED:
+                lines.append(f'    ... ({len(keys) - LISTED} more)')
     return '\n'.join(lines)
+
+
+def _diagnose(missing, unexpected, shapes):
+    """The likely cause of a mismatch in words, or None: a wrapper's prefix, another width, other blocks.
+
+    ``shapes`` maps each mis-shaped key to ``(checkpoint shape, network shape)``.
+    """
+    for keys, others, whose in ((unexpected, missing, 'checkpoint'), (missing, unexpected, 'network')):
+        for prefix in dict.fromkeys(key.split('.', 1)[0] + '.' for key in keys if '.' in key):
+            if others and set(others) <= {key[len(prefix):] for key in keys if key.startswith(prefix)}:
+                other = 'network' if whose == 'checkpoint' else 'checkpoint'
+                return f"the {whose}'s keys live under '{prefix}', the {other}'s at the top level" + (
+                    PREFIX_HINTS.get((whose, prefix), ''))
+    for key, (checkpoint_shape, network_shape) in shapes.items():
+        if key.split('.')[-2:] == ['intro', 'weight']:  # NAFNet's first convolution: width output channels
+            return f'width {checkpoint_shape[0]} in the checkpoint, {network_shape[0]} in the network'
+    only_network = _modules(missing) - _modules(unexpected)
+    only_checkpoint = _modules(unexpected) - _modules(missing)
+    parts = [f'blocks only in the {whose}: {_listed(names)}'
+             for names, whose in ((only_network, 'network'), (only_checkpoint, 'checkpoint')) if names]
+    return '; '.join(parts) or None
+
+
+def _modules(keys):
+    """The blocks the keys belong to: up to the first run of numbers (``encoders.2.1``), else without the name."""
+    modules = set()
+    for key in keys:
+        parts = key.split('.')
+        end = next((i for i, part in enumerate(parts) if part.isdigit()), None)
+        if end is None:
+            end = max(len(parts) - 1, 1)
+        while end < len(parts) and parts[end].isdigit():
+            end += 1
+        modules.add('.'.join(parts[:end]))
+    return modules
+
+
+def _listed(names):
+    names = sorted(names)
+    return ', '.join(names[:LISTED]) + (f' (and {len(names) - LISTED} more)' if len(names) > LISTED else '')
 
 
 def save_checkpoint_atomic(obj, path):

@@ -15,19 +15,24 @@ import contextlib
 import copy
 import difflib
 import gc
+import glob
 import inspect
 import logging
+import os
 import random
+import re
 
 import lmdb
 import numpy as np
 import torch
+import yaml
 
 from newbp_plugin.archs.checkpoint import CheckpointMismatchError
 from newbp_plugin.options import check_options
 
 USER_ERRORS = (ValueError, OSError, lmdb.Error, CheckpointMismatchError)
 SUFFIX = '_basicsr'  # BasicSR's registries find 'X' also under 'X_basicsr'
+RUN_WEIGHTS = re.compile(r'(?:^|[/\\])experiments[/\\]([^/\\]+)[/\\]models[/\\][^/\\]+$')  # a training run's
 
 
 class OptionError(ValueError):
@@ -119,13 +124,51 @@ def _check_types(opt, path):
         _registered(METRIC_REGISTRY, metric_opt, f'{path}: val:metrics:{name}')
 
 
+def _training_recipe(run, path):
+    """A training YAML named ``run`` beside ``path``, in its folder's parent or a sibling folder, or None."""
+    parent = os.path.dirname(os.path.dirname(path))  # spelt as the user spelt path
+    for candidate in sorted(glob.glob(os.path.join(parent, '*.yml')) + glob.glob(os.path.join(parent, '*', '*.yml'))):
+        try:
+            with open(candidate, encoding='utf-8') as f:
+                recipe = yaml.safe_load(f)
+        except (OSError, yaml.YAMLError):
+            continue
+        if isinstance(recipe, dict) and recipe.get('name') == run and 'train' in recipe:
+            return candidate
+    return None
+
+
+def _check_weights(opt, path):
+    """Every ``path:pretrain_network_*`` is a file; a run's missing weights are named with the command that
+    makes them (``experiments/<run>/models/``: the training YAML named ``run``)."""
+    for key, weights in (opt.get('path') or {}).items():
+        if not key.startswith('pretrain_network_') or weights is None or os.path.isfile(weights):
+            continue
+        message = f'{path}: path:{key}: weights not found: {weights}'
+        run = RUN_WEIGHTS.search(weights)
+        if run:
+            recipe = _training_recipe(run.group(1), path)
+            message += (f'; `basicsr train -opt {recipe}` makes them' if recipe else
+                        f"; the training run named '{run.group(1)}' makes them (basicsr train)")
+        raise OptionError(message)
+
+
+def _samples_to_read(opt, phase, dataset):
+    """Every sample of a validation or test set (small, read again at each validation), the first of a training set."""
+    if not opt['is_train'] or phase.split('_')[0] == 'val':
+        return range(len(dataset))
+    return range(min(len(dataset), 1))
+
+
 def check_run_options(opt, path):
     """Build what BasicSR's pipeline will build from ``opt``, on a copy, and throw it away.
 
-    Checks every registered ``type`` and the keywords of networks and losses, then builds each
-    dataset and reads its first sample (a missing or corrupt LMDB, an unreadable image), each
-    ``network_*``, and the model (its weights, losses and optimizers). Nothing is written, no
-    log is started, and Python's, numpy's and torch's random states are left as they were.
+    Checks every registered ``type``, the keywords of networks and losses and that the
+    ``path:pretrain_network_*`` weights exist, then builds each dataset and reads every sample of
+    a validation or test set and the first of a training set (a missing or corrupt LMDB, an
+    unreadable image), each ``network_*``, and the model (its weights, losses and optimizers).
+    Nothing is written, no log is started, and Python's, numpy's and torch's random states are
+    left as they were.
 
     Args:
         opt (dict): the options as BasicSR's ``parse_options`` returns them.
@@ -139,12 +182,13 @@ def check_run_options(opt, path):
     from basicsr.models import build_model
     opt = copy.deepcopy(opt)
     _check_types(opt, path)
+    _check_weights(opt, path)
     with _without_side_effects():
         for phase, dataset_opt in opt['datasets'].items():
             with _located(path, f'datasets:{phase}'):
                 dataset = build_dataset(dataset_opt)
-                if len(dataset):
-                    dataset[0]
+                for index in _samples_to_read(opt, phase, dataset):
+                    dataset[index]
             del dataset  # an LMDB may be open once per process: close it before the next dataset opens it
             gc.collect()
         for key, network_opt in _networks(opt):

@@ -216,6 +216,15 @@ def basicsr_test_case(folder):
     return ['test', '-opt', 'run.yml'], None
 
 
+def before_training_case(folder):
+    """``basicsr test`` of a run not trained yet; its training recipe lies beside."""
+    opt = tiny_run(is_train=False)
+    opt['path']['pretrain_network_g'] = 'experiments/tiny/models/net_g_latest.pth'
+    (folder / 'run.yml').write_text(yaml.safe_dump(opt))
+    (folder / 'recipe.yml').write_text(yaml.safe_dump(tiny_run()))
+    return ['test', '-opt', 'run.yml'], None
+
+
 def restore_case(folder):
     cv2.imwrite(str(folder / 'photo.png'), np.zeros((8, 8, 3), np.uint8))
     return ['restore', '-i', 'photo.png', '-o', 'out.png', '--weights', NAFNET_WEIGHTS, '--plugin', 'my_sensor.py',
@@ -269,6 +278,9 @@ ERROR_CASES = {
                          '(a NAFNet checkpoint?'),
     'test_pipeline': (basicsr_test_case, 2, "basicsr test: error: run.yml: datasets:test: CrosstalkDataset: option kernel: "
                                     "kernel {type: my_sensr}: unknown type 'my_sensr'; did you mean 'my_sensor'?"),
+    'test_before_training': (before_training_case, 2, 'basicsr test: error: run.yml: path:pretrain_network_g: '
+                             'weights not found: experiments/tiny/models/net_g_latest.pth; `basicsr train -opt '
+                             'recipe.yml` makes them'),
     'restore': (restore_case, 2, f"basicsr restore: error: The weights in 'params' of {NAFNET_WEIGHTS} do not match"),
     'benchmark': (benchmark_case, 2, 'basicsr benchmark: error: benchmark options: kernels:mine / noises:none: '),
     'kernels': (nan_psf_case, 2, 'basicsr kernels: error: kernel {type: file, path: psf.npy} has 1 non-finite'),
@@ -313,8 +325,8 @@ def test_user_error_is_one_line_exit_2_and_nothing_is_written_or_lost(console_ru
         assert result.stderr.startswith(expected), result.stderr
     else:  # a bug, or a traceback asked for: the traceback and the message
         assert 'Traceback (most recent call last)' in result.stderr and expected in result.stderr
-    written = set(folder_contents(folder)) - {'run.yml', 'bench.yml', 'my_sensor.py', 'psf.npy', 'photo.png',
-                                              'bad.lmdb/data.mdb', 'bad.lmdb/meta_info.txt', 'photos/a.png'}
+    written = set(folder_contents(folder)) - {'run.yml', 'recipe.yml', 'bench.yml', 'my_sensor.py', 'psf.npy',
+                                              'photo.png', 'bad.lmdb/data.mdb', 'bad.lmdb/meta_info.txt', 'photos/a.png'}
     assert written == {'experiments/tiny/marker', 'results/tiny_test/marker'}  # none archived, none added
 
 

@@ -2,6 +2,8 @@
 import logging
 import pathlib
 import random
+import re
+import shutil
 import sys
 
 import numpy as np
@@ -65,14 +67,47 @@ def test_check_leaves_random_states_logger_and_folders_as_they_were(tmp_path, mo
      "run.yml: val:metrics:psnr: unknown metric type 'calculate_psnrr' (did you mean 'calculate_psnr'?)"),
     ({'network_g': {'type': 'NAFNet', 'width': 8, 'enc_blk_nums': [1], 'dec_blk_nums': [1, 1]}},
      'run.yml: network_g: NAFNet: enc_blk_nums [1] and dec_blk_nums [1, 1]'),
-    ({'path': {'pretrain_network_g': 'missing.pth'}},
-     "run.yml: [Errno 2] No such file or directory: 'missing.pth'"),
+    ({'path': {'pretrain_network_g': 'missing.pth'}}, 'run.yml: path:pretrain_network_g: weights not found: missing.pth'),
+    ({'path': {'pretrain_network_g': 'experiments/elsewhere/models/net_g_latest.pth'}},
+     'run.yml: path:pretrain_network_g: weights not found: experiments/elsewhere/models/net_g_latest.pth; the '
+     "training run named 'elsewhere' makes them (basicsr train)"),
 ])
 def test_option_errors_name_the_file_and_the_key(tmp_path, monkeypatch, changes, message):
     opt, path = run_options(tmp_path, monkeypatch, **changes)
     with pytest.raises(OptionError) as error:
         check_run_options(opt, path)
     assert str(error.value).replace(path, 'run.yml').startswith(message)
+
+
+def test_missing_weights_of_a_run_name_the_recipe_that_makes_them(tmp_path, monkeypatch):
+    (tmp_path / 'recipe.yml').write_text('name: my_run\ntrain: {total_iter: 10}\n')
+    opt, path = run_options(tmp_path, monkeypatch, is_train=False,
+                            path={'pretrain_network_g': 'experiments/my_run/models/net_g_latest.pth'})
+    with pytest.raises(OptionError) as error:
+        check_run_options(opt, path)
+    assert str(error.value) == (f'{path}: path:pretrain_network_g: weights not found: experiments/my_run/models/'
+                                f"net_g_latest.pth; `basicsr train -opt {tmp_path / 'recipe.yml'}` makes them")
+
+
+def corrupt_copy(lmdb_folder, tmp_path, image):
+    """A copy of an LMDB of PNGs whose ``image``-th PNG (in storage order) has lost its signature."""
+    copy = tmp_path / lmdb_folder.name
+    shutil.copytree(lmdb_folder, copy)
+    data = bytearray((copy / 'data.mdb').read_bytes())
+    data[[m.start() for m in re.finditer(b'\x89PNG', data)][image]] = 0
+    (copy / 'data.mdb').write_bytes(bytes(data))
+    return copy
+
+
+def test_every_validation_image_is_decoded_before_the_run(tmp_path, monkeypatch):
+    """A validation set corrupt in its last image fails at start, naming it, not at the first validation."""
+    opt, path = run_options(tmp_path, monkeypatch)
+    corrupt = str(corrupt_copy(SAMPLE_VAL, tmp_path, -1))
+    opt['datasets']['val']['dataroot_gt'] = corrupt
+    with pytest.raises(OptionError) as error:
+        check_run_options(opt, path)
+    assert str(error.value) == (f"{path}: datasets:val: CrosstalkDataset: cannot decode image 'hubble' in the LMDB "
+                                f'{corrupt} (not an image file?)')
 
 
 class FailingDataset(Dataset):

@@ -135,12 +135,15 @@ def _diagnose(missing, unexpected, shapes):
 
     ``shapes`` maps each mis-shaped key to ``(checkpoint shape, network shape)``.
     """
-    for keys, others, whose in ((unexpected, missing, 'checkpoint'), (missing, unexpected, 'network')):
+    for keys, others, whose, other in ((unexpected, missing, 'checkpoint', 'network'),
+                                       (missing, unexpected, 'network', 'checkpoint')):
         for prefix in dict.fromkeys(key.split('.', 1)[0] + '.' for key in keys if '.' in key):
-            if others and set(others) <= {key[len(prefix):] for key in keys if key.startswith(prefix)}:
-                other = 'network' if whose == 'checkpoint' else 'checkpoint'
-                return f"the {whose}'s keys live under '{prefix}', the {other}'s at the top level" + (
-                    PREFIX_HINTS.get((whose, prefix), ''))
+            matching = {key[len(prefix):] for key in keys if key.startswith(prefix)} & set(others)
+            if matching and 2 * len(matching) >= min(len(keys), len(others)):  # the prefix explains most keys
+                partly = f"; without it, {len(matching)} of the {other}'s {len(others)} keys match" if (
+                    len(matching) < len(others)) else ''
+                return (f"the {whose}'s keys live under '{prefix}', the {other}'s at the top level"
+                        f"{PREFIX_HINTS.get((whose, prefix), '')}{partly}")
     for key, (checkpoint_shape, network_shape) in shapes.items():
         if key.split('.')[-2:] == ['intro', 'weight']:  # NAFNet's first convolution: width output channels
             return f'width {checkpoint_shape[0]} in the checkpoint, {network_shape[0]} in the network'

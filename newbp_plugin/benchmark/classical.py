@@ -9,8 +9,8 @@ The baselines a learned model must beat on ``X = K * Y + N``:
 Conventions shared by the three:
 
 - ``x`` is (B, C, H, W) and ``kernel`` follows the plugin's one convention
-  (:mod:`newbp_plugin.sensor.layout`): (kh, kw), (C, kh, kw), (1|B, C, kh, kw), or one channel-mixing
-  kernel for the batch, (1, C, C, kh, kw) (Wiener and Richardson–Lucy; Converse2D is depthwise).
+  (:mod:`newbp_plugin.sensor.layout`): (kh, kw), (C, kh, kw), (1|B, C, kh, kw), or channel-mixing
+  (1|B, C, C, kh, kw) (Wiener and Richardson–Lucy; Converse2D is depthwise).
 - ``linear_light``: ``x`` is sRGB-encoded and K acted on linear light (CrosstalkDataset's default):
   x is decoded, deconvolved and encoded back. ``noise_var`` is then in linear-light units.
 - Boundaries. The FFT solves are circular. ``boundary='circular'`` takes the image as periodic
@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from newbp_plugin.ops import converse2d, crosstalk, psf2otf
+from newbp_plugin.ops.regularised_solve import regularised_solve
 from newbp_plugin.sensor import is_channel_mixing
 from newbp_plugin.sensor.optics import SensorOptics
 
@@ -80,7 +81,6 @@ def wiener_balance(observed, kernel, noise_var, pad=0, tolerance=1e-3, max_itera
     Returns:
         Tensor: (B, C, 1, 1) β.
     """
-    kernel, mixing = _mixing_matrix(kernel)
     noise_var = torch.as_tensor(noise_var, dtype=observed.dtype, device=observed.device)
     laplacian = observed.new_tensor(LAPLACIAN)
     shape = observed.shape[-2:]
@@ -96,7 +96,7 @@ def wiener_balance(observed, kernel, noise_var, pad=0, tolerance=1e-3, max_itera
 
     def em_step(log_beta):
         """log β' - log β, β' = σ² / E[|L * Y|²] under the posterior of β."""
-        mean, variance = _wiener_posterior(otf, spectrum, log_beta.exp() * laplacian_power, mixing)
+        mean, variance = regularised_solve(otf, spectrum, log_beta.exp() * laplacian_power)
         sharpness = torch.fft.irfft2(laplacian_otf * mean, s=shape)[image]  # L * Ŷ
         uncertainty = (laplacian_power * variance * multiplicity).sum((-2, -1), keepdim=True) / shape.numel()
         power = sharpness.square().mean((-2, -1), keepdim=True) + noise_var * uncertainty
@@ -113,22 +113,6 @@ def wiener_balance(observed, kernel, noise_var, pad=0, tolerance=1e-3, max_itera
         rate = ((previous_change - change) / (log_beta - previous)).nan_to_num(nan=1.).clamp(0.05, 1)  # 1 - contraction
         step = change / rate
     return log_beta.exp()
-
-
-def _wiener_posterior(otf, spectrum, weight, mixing):
-    """Wiener's estimate and posterior variance / σ² at every frequency (rfft2 grid, (B, C, H, W // 2 + 1)).
-
-    ``(HᴴH + diag(weight))⁻¹ Hᴴ spectrum`` and the diagonal of ``(HᴴH + diag(weight))⁻¹``; with
-    ``mixing`` H is the (C, C) OTF matrix of each frequency (otf (C, C, H, W // 2 + 1)), otherwise a
-    scalar per channel.
-    """
-    if not mixing:
-        variance = 1 / (otf.abs().square() + weight)
-        return otf.conj() * spectrum * variance, variance
-    h = otf.permute(2, 3, 0, 1)  # (h, w // 2 + 1, C, C)
-    inverse = torch.linalg.inv(h.mH @ h + torch.diag_embed(weight.permute(0, 2, 3, 1)))
-    mean = inverse @ h.mH @ spectrum.permute(0, 2, 3, 1).unsqueeze(-1)
-    return mean.squeeze(-1).permute(0, 3, 1, 2), inverse.diagonal(dim1=-2, dim2=-1).real.permute(0, 3, 1, 2)
 
 
 def wiener(x, kernel, noise_var=None, balance=None, linear_light=False, boundary='reflect', pad=None):
@@ -164,8 +148,7 @@ def wiener(x, kernel, noise_var=None, balance=None, linear_light=False, boundary
         beta = wiener_balance(observed, kernel, noise_var, pad) if balance is None else torch.as_tensor(
             balance, dtype=observed.dtype, device=observed.device)
         weight = beta.expand(observed.shape[:2] + (1, 1)) * psf2otf(laplacian, shape).abs().square()
-        matrix, mixing = _mixing_matrix(kernel)
-        restored, _ = _wiener_posterior(psf2otf(matrix, shape), torch.fft.rfft2(observed), weight, mixing)
+        restored, _ = regularised_solve(psf2otf(kernel, shape), torch.fft.rfft2(observed), weight)
         return torch.fft.irfft2(restored, s=shape)
 
     return _solve(solve, x, linear_light, pad)
@@ -270,16 +253,6 @@ def converse(x, kernel, noise_var=None, lam=None, linear_light=False, boundary='
     return _solve(solve, x, linear_light, pad)
 
 
-def _mixing_matrix(kernel):
-    """``(kernel, mixing)``: a channel-mixing (1, C, C, kh, kw) kernel as its (C, C, kh, kw) matrix, others as they are."""
-    if not is_channel_mixing(kernel):
-        return kernel, False
-    if kernel.shape[0] != 1:
-        raise ValueError(f'a channel-mixing kernel {tuple(kernel.shape)}: the classical solvers take one for the '
-                         'batch, (1, C, C, kh, kw)')
-    return kernel[0], True
-
-
 def _prepare(x, kernel, boundary, pad):
     """x checked, kernel as a tensor on x's device and dtype, and the padding [px] of each side (0: circular)."""
     if not torch.is_tensor(x) or x.dim() != 4 or not x.is_floating_point():
@@ -287,7 +260,6 @@ def _prepare(x, kernel, boundary, pad):
     if boundary not in BOUNDARIES:
         raise ValueError(f'boundary must be one of {BOUNDARIES}, got {boundary!r}')
     kernel = torch.as_tensor(kernel).to(device=x.device, dtype=x.dtype)
-    _mixing_matrix(kernel)  # one channel-mixing kernel for the batch
     if boundary == 'circular':
         return x, kernel, 0
     pad = PAD_PER_KERNEL_SIDE * max(kernel.shape[-2:]) if pad is None else pad

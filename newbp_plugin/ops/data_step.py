@@ -1,0 +1,81 @@
+"""The closed-form data step of deep unfolding (USRNet, DPIR, Converse-USRNet) with the known kernel."""
+import torch
+import torch.nn.functional as F
+
+from .newbp import PADDING_MODES, TORCH_PAD_MODES
+from .otf import psf2otf
+from .regularised_solve import regularised_solve
+
+
+def data_step(x, kernel, alpha, x0=None, padding=None, padding_mode='reflect'):
+    """``z* = argmin_z ||x - K z||² + α ||z - x0||²``, per sample, in closed form at every frequency.
+
+    Solved in the residual form ``z = x0 + (KᵀK + α)⁻¹ Kᵀ (x - K x0)``, which never divides by α
+    (the stable form of :func:`newbp_plugin.ops.converse2d`), with the OTF in float64. Depthwise
+    kernels are a division per frequency, channel-mixing kernels a C×C solve per frequency. The
+    FFT treats the grid as periodic: x and x0 are first extended by ``padding`` pixels on each side
+    (``padding_mode``), so that the wrap-around seam lies outside the image, and the result is cropped.
+
+    Args:
+        x (Tensor): (B, C, H, W) observation, float.
+        kernel (Tensor): the PSF in any layout of :mod:`newbp_plugin.sensor.layout`: (kh, kw),
+            (C, kh, kw), (1|B, C, kh, kw), channel-mixing (1|B, C, C, kh, kw); per-sample kernels of
+            different sizes come zero-padded to one size.
+        alpha (float | Tensor): α > 0, a number or broadcastable to (B, C, 1, 1) (per sample, per channel).
+        x0 (Tensor | None): (B, C, H, W) the estimate z is pulled towards; default: x.
+        padding (int | None): pixels added on each side; None: the kernel's larger side. 0 with
+            ``padding_mode='circular'`` is the exact periodic problem.
+        padding_mode (str): one of 'zeros', 'reflect', 'replicate', 'circular'. Default: 'reflect'.
+
+    Returns:
+        Tensor: (B, C, H, W) z*, in the dtype of x (float16/bfloat16 computed in float32).
+    """
+    out_dtype = x.dtype if torch.is_tensor(x) else None
+    x, kernel, alpha, x0, padding = _checked(x, kernel, alpha, x0, padding, padding_mode)
+    height, width = x.shape[-2:]
+    if padding:
+        pad = (padding, ) * 4
+        x, x0 = (F.pad(image, pad, mode=TORCH_PAD_MODES[padding_mode]) for image in (x, x0))
+    shape = x.shape[-2:]
+    complex_dtype = torch.complex128 if x.dtype == torch.float64 else torch.complex64
+    otf = psf2otf(kernel.to(torch.float64), shape).to(complex_dtype)
+    x0_hat = torch.fft.rfft2(x0)
+    if otf.dim() == 5:  # channel-mixing: (K x0)_c = Σ_c' K[c, c'] * x0_c'
+        blurred_x0_hat = (otf * x0_hat.unsqueeze(-4)).sum(-3)
+    else:
+        blurred_x0_hat = otf * x0_hat
+    correction, _ = regularised_solve(otf, torch.fft.rfft2(x) - blurred_x0_hat, alpha)
+    z = x0 + torch.fft.irfft2(correction, s=shape)
+    return z[..., padding:padding + height, padding:padding + width].to(out_dtype)
+
+
+def _checked(x, kernel, alpha, x0, padding, padding_mode):
+    """The arguments of :func:`data_step`, checked, in the compute dtype, ``padding`` resolved."""
+    if not torch.is_tensor(x) or x.dim() != 4 or not x.is_floating_point():
+        raise ValueError(f'data_step: x must be a (B, C, H, W) float tensor, got {getattr(x, "shape", type(x))}')
+    if padding_mode not in PADDING_MODES:
+        raise ValueError(f'data_step: padding_mode {padding_mode!r} is not one of {PADDING_MODES}')
+    batch, channels = x.shape[:2]
+    leading = tuple(kernel.shape[:-2])
+    valid = (kernel.dim() == 2 or leading == (channels, ) or (kernel.dim() in (4, 5) and leading[0] in (1, batch)
+                                                               and leading[1:] == (channels, ) * (kernel.dim() - 3)))
+    if not valid:
+        raise ValueError(f'data_step: kernel {tuple(kernel.shape)} does not fit x {tuple(x.shape)}: expected '
+                         f'(kh, kw), ({channels}, kh, kw), (1|{batch}, {channels}, kh, kw) or channel-mixing '
+                         f'(1|{batch}, {channels}, {channels}, kh, kw)')
+    alpha = torch.as_tensor(alpha, device=x.device)
+    if not bool((alpha > 0).all()):
+        raise ValueError(f'data_step: alpha must be > 0, got a minimum of {alpha.min().item()!r}')
+    if x0 is not None and tuple(x0.shape) != tuple(x.shape):
+        raise ValueError(f'data_step: x0 {tuple(x0.shape)} must have the shape of x {tuple(x.shape)}')
+    padding = max(kernel.shape[-2:]) if padding is None else padding
+    if isinstance(padding, bool) or not isinstance(padding, int) or padding < 0:
+        raise ValueError(f'data_step: padding must be an integer >= 0, got {padding!r}')
+    if padding_mode == 'reflect':
+        padding = min(padding, x.shape[-2] - 1, x.shape[-1] - 1)  # F.pad's reflection needs padding < size
+    dtype = torch.float32 if x.dtype in (torch.float16, torch.bfloat16) else x.dtype
+    x = x.to(dtype)
+    x0 = x if x0 is None else x0.to(dtype)
+    alpha = alpha.to(dtype)
+    alpha = alpha.reshape((1, ) * (4 - alpha.dim()) + tuple(alpha.shape)) if alpha.dim() < 4 else alpha
+    return x, kernel.to(device=x.device, dtype=dtype), alpha, x0, padding

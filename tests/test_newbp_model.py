@@ -283,3 +283,39 @@ def test_checkpoints_get_the_permissions_torch_save_gives(tmp_path, umask):
     for path in (tmp_path / 'experiments' / 'unit').rglob('*3.*'):
         assert path.stat().st_mode & 0o777 == expected, path
     assert len(list((tmp_path / 'experiments' / 'unit').rglob('*3.*'))) == 2  # net_g_3.pth, 3.state
+
+
+@register(ARCH_REGISTRY)
+class NoiseProbeNet(nn.Module):
+    """Test network that takes the batch's noise parameters (as KernelAwareNAFNet does) and records them."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = nn.Parameter(torch.ones(1))
+        self.seen_noise = None
+
+    def forward(self, x, kernel=None, noise=None):
+        self.seen_noise = noise
+        return self.w * x
+
+
+def test_the_noise_drawn_for_each_sample_reaches_the_network(tmp_path):
+    from torch.utils.data import default_collate
+
+    from newbp_plugin.data.crosstalk_dataset import CrosstalkDataset
+    from tests.conftest import write_smooth_images
+    folder = write_smooth_images(tmp_path / 'clean', 2, size=24)
+    dataset = CrosstalkDataset({'dataroot_gt': str(folder), 'phase': 'train', 'gt_size': 16,
+                                'noise': {'type': 'poisson_gaussian', 'gain': {'uniform': [0.001, 0.01]},
+                                          'read_sigma': 0.002}})
+    data = default_collate([dataset[0], dataset[1]])
+    model = build_model(make_opt(tmp_path, network={'type': 'NoiseProbeNet'}))
+    model.feed_data(data)
+    model.optimize_parameters(1)
+    seen = model.get_bare_model(model.net_g).seen_noise
+    torch.testing.assert_close(seen['gain'], data['sensor']['gain'])
+    torch.testing.assert_close(seen['read_sigma'], data['sensor']['read_sigma'])
+    assert seen['gain'][0, 0] != seen['gain'][1, 0]  # per sample
+    model.feed_data(batch(b=1))  # stored pairs carry no noise parameters: none is passed
+    model.test()
+    assert model.get_bare_model(model.net_g).seen_noise is None

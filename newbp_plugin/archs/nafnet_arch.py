@@ -205,7 +205,7 @@ class NAFNet(nn.Module):
     def forward(self, x):
         return x + self.residual(x)
 
-    def residual(self, x, after_middle=None, before_ending=None):
+    def residual(self, x, after_middle=None, before_ending=None, after_intro=None):
         """R, the output before the global skip (``forward(x) = x + R``): the U-Net walk, written once.
 
         Args:
@@ -214,12 +214,16 @@ class NAFNet(nn.Module):
                 (lowest resolution); an insertion point for subclasses and wrappers.
             before_ending (nn.Module | None): applied to the full-resolution features before the
                 ending conv.
+            after_intro (callable | None): applied to the features of the intro conv (N, width,
+                H', W'), H' and W' padded to ``size_multiple``; e.g. to add a conditioning map.
 
         Returns:
             Tensor: (N, img_channel, H, W).
         """
         height, width = x.shape[-2:]
         features = self.intro(self.pad_to_size_multiple(x))
+        if after_intro is not None:
+            features = after_intro(features)
 
         encoder_features = []
         for encoder, down in zip(self.encoders, self.downs):

@@ -61,7 +61,8 @@ class NewBPModel(SRModel):
       fails at the first batch when the network or the re-degradation loss work in another light
       than the data;
     * passes the per-sample kernel of the batch (``data['kernel']``) to networks
-      whose ``forward`` takes ``kernel`` (the NewBP head), and asks for S when the
+      whose ``forward`` takes ``kernel`` (the NewBP head), the noise parameters drawn for each
+      sample (``gain``, ``read_sigma``) to those that take ``noise``, and asks for S when the
       network's ``forward`` takes ``return_s``;
     * adds ``train.redegradation_opt`` (on Ŷ, the input and the kernel) and
       ``train.precompensation_opt`` (on S) to BasicSR's ``pixel_opt``;
@@ -76,7 +77,7 @@ class NewBPModel(SRModel):
 
     def __init__(self, opt):
         self.train_options = parse_model_options(opt)
-        self.kernel, self.lq_path, self.s = None, None, None
+        self.kernel, self.noise, self.lq_path, self.s = None, None, None, None
         self.input_metrics = {}  # dataset name -> {metric: value of the degraded input itself}
         self.input_sums = None  # accumulated while the first validation of a dataset runs
         super().__init__(opt)
@@ -122,7 +123,9 @@ class NewBPModel(SRModel):
 
     def feed_data(self, data):
         self.kernel = data['kernel'].to(self.device) if 'kernel' in data else None
+        self.noise = None
         if 'scene' in data:  # CrosstalkDataset: clean scenes and the draws of their degradation
+            self.noise = {key: data['sensor'][key].to(self.device) for key in ('gain', 'read_sigma')}
             self._check_light(data['sensor'])
             with torch.no_grad():
                 data = dict(data, lq=degrade_batch(data, self.device))
@@ -134,8 +137,8 @@ class NewBPModel(SRModel):
         data_light = batch_optics(draws).linear_light
         net = self.get_bare_model(self.net_g)
         holders = [('train:redegradation_opt', getattr(getattr(self, 'cri_redegradation', None), 'optics', None))]
-        if getattr(net, 'head', None) is not None:  # a NewBP head applies K to S
-            holders.append((f'network_g ({type(net).__name__})', net.optics))
+        if getattr(net, 'head', True) is not None:  # networks that apply K (NewBPNAFNet: unless head none)
+            holders.append((f'network_g ({type(net).__name__})', getattr(net, 'optics', None)))
         for owner, optics in holders:
             if optics is not None and optics.linear_light != data_light:
                 raise ValueError(f'{owner} applies K with linear_light: {str(optics.linear_light).lower()}, but the '
@@ -147,6 +150,8 @@ class NewBPModel(SRModel):
         kwargs = {}
         if self.net_takes_kernel and self.kernel is not None:
             kwargs['kernel'] = self.kernel
+        if 'noise' in inspect.signature(self.get_bare_model(net).forward).parameters and self.noise is not None:
+            kwargs['noise'] = self.noise  # the noise parameters drawn for each sample of the batch
         if self.net_returns_s:
             return net(x, return_s=True, **kwargs)
         return net(x, **kwargs), None

@@ -1,0 +1,108 @@
+"""KernelAwareNAFNet: the known kernel K and the noise level inside the network (deep unfolding).
+
+USRNet, DPIR and Converse-USRNet alternate a closed-form data step with the known K and a learned
+prior conditioned on the noise level. Here, for stages t = 1 .. N, in linear light as the data are
+degraded (x the observation, y_0 = x)::
+
+    z_t = argmin_z ||x - K z||² + α_t ||z - y_{t-1}||²          ops.data_step, per-sample K
+    α_t = σ̄² / τ_t²                                            σ̄²: the sample's mean noise variance
+    y_t = linear(srgb(z_t) + R_t(srgb(z_t), σ))                 NAFNet prior, noise map σ at its intro
+
+and Ŷ = srgb(y_N). τ_t (the spread the prior allows around the previous estimate) is learned per
+stage; σ² = gain · signal + read_sigma² is the Poisson–Gaussian variance per pixel, from the noise
+parameters drawn for each sample (NewBPModel hands them over) or the network's defaults.
+"""
+import math
+
+import torch
+from basicsr.utils.registry import ARCH_REGISTRY
+from torch import nn
+
+from newbp_plugin.archs.checkpoint import load_checkpoint
+from newbp_plugin.archs.nafnet_arch import NAFNet
+from newbp_plugin.ops.data_step import data_step
+from newbp_plugin.registration import register
+from newbp_plugin.sensor import physical_kernel, select_kernel
+from newbp_plugin.sensor.optics import SensorOptics
+
+
+@register(ARCH_REGISTRY)
+class KernelAwareNAFNet(nn.Module):
+    """N stages of (data step with the per-sample K, NAFNet prior given the noise map); see the module docstring.
+
+    Args:
+        img_channel, width, middle_blk_num, enc_blk_nums, dec_blk_nums: each prior's NAFNet
+            (NAFNet's arguments and defaults).
+        stages (int): N >= 1; 1 is "a Wiener-like step, then the prior". Default: 1.
+        shared_prior (bool): one NAFNet for every stage, or one per stage. Default: True.
+        kernel (dict | str | Tensor | ndarray | None): a fixed kernel (spec or PSF) used when the
+            batch carries none (``basicsr restore`` without ``--kernel``); None: given per call.
+        linear_light (bool): the data step acts on linear light, as the data are degraded. Default: True.
+        init_tau (float): τ_t at initialisation (linear-light units). Default: 0.05.
+        gain (float): the noise's gain when none is given per call (signal per photo-electron).
+            Default: 0.002 (the front door's sensor).
+        read_sigma (float): the read noise when none is given per call. Default: 0.003.
+        pretrain_body (str | None): NAFNet checkpoint loaded (strictly) into every prior. Default: None.
+        pretrain_body_key (str): its wrapper key. Default: 'params'.
+
+    Shape:
+        forward(x, kernel=None, noise=None): x (B, C, H, W) sRGB-encoded when ``linear_light``; kernel in
+        any layout of :mod:`newbp_plugin.sensor.layout`; noise ``{'gain': (B, C), 'read_sigma': (B, C)}``
+        -> Ŷ (B, C, H, W).
+    """
+
+    def __init__(self, img_channel=3, width=16, middle_blk_num=1, enc_blk_nums=(), dec_blk_nums=(), stages=1,
+                 shared_prior=True, kernel=None, linear_light=True, init_tau=0.05, gain=0.002, read_sigma=0.003,
+                 pretrain_body=None, pretrain_body_key='params'):
+        super().__init__()
+        if isinstance(stages, bool) or not isinstance(stages, int) or stages < 1:
+            raise ValueError(f'KernelAwareNAFNet: stages must be an integer >= 1, got {stages!r}')
+        if not init_tau > 0 or gain < 0 or read_sigma < 0 or gain == read_sigma == 0:
+            raise ValueError(f'KernelAwareNAFNet: need init_tau > 0 and a noise (gain, read_sigma >= 0, not both 0); '
+                             f'got init_tau={init_tau!r}, gain={gain!r}, read_sigma={read_sigma!r}')
+        self.stages = stages
+        self.optics = SensorOptics(bool(linear_light))
+        priors = 1 if shared_prior else stages
+        self.priors = nn.ModuleList(NAFNet(img_channel, width, middle_blk_num, enc_blk_nums, dec_blk_nums)
+                                    for _ in range(priors))
+        if pretrain_body is not None:
+            for prior in self.priors:
+                load_checkpoint(prior, pretrain_body, param_key=pretrain_body_key, strict=True)
+        self.noise_embeddings = nn.ModuleList(nn.Conv2d(1, width, 1) for _ in range(priors))
+        for embedding in self.noise_embeddings:  # no conditioning at the start: a zoo prior keeps its function
+            nn.init.zeros_(embedding.weight)
+            nn.init.zeros_(embedding.bias)
+        self.log_tau = nn.Parameter(torch.full((stages, ), math.log(init_tau)))
+        self.register_buffer('kernel', physical_kernel(kernel, img_channel, 'KernelAwareNAFNet'))
+        self.default_noise = (float(gain), float(read_sigma))
+
+    def noise_std(self, light, noise):
+        """(B, 1, H, W) standard deviation of the noise per pixel, ``sqrt(gain · signal + read_sigma²)``,
+        averaged over the channels; ``light`` (B, C, H, W) linear, ``noise`` as ``forward`` takes it."""
+        if noise is None:
+            gain, read = (torch.full(light.shape[:2], value, dtype=light.dtype, device=light.device)
+                          for value in self.default_noise)
+        else:
+            gain, read = (noise[key].to(light) for key in ('gain', 'read_sigma'))
+        variance = gain[..., None, None] * light.clamp(min=0) + read[..., None, None].square()
+        return variance.mean(1, keepdim=True).sqrt()
+
+    def forward(self, x, kernel=None, noise=None):
+        kernel = select_kernel(kernel, self.kernel, 'KernelAwareNAFNet')
+        observed = self.optics.to_linear(x)
+        sigma = self.noise_std(observed, noise)
+        mean_variance = sigma.square().mean((-2, -1), keepdim=True)  # (B, 1, 1, 1) σ̄²
+        estimate = observed
+        for stage in range(self.stages):
+            alpha = mean_variance / (2 * self.log_tau[stage]).exp()
+            z = self.optics.to_encoded(data_step(observed, kernel, alpha, x0=estimate))
+            prior = self.priors[stage % len(self.priors)]
+            embedding = self.noise_embeddings[stage % len(self.priors)]
+            condition = nn.functional.pad(sigma, (0, -z.shape[-1] % prior.size_multiple,
+                                                  0, -z.shape[-2] % prior.size_multiple))
+
+            def add_noise_map(features, embedding=embedding, condition=condition):
+                return features + embedding(condition)
+
+            estimate = self.optics.to_linear(z + prior.residual(z, after_intro=add_noise_map))
+        return self.optics.to_encoded(estimate)

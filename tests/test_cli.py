@@ -1,5 +1,6 @@
 """The ``basicsr`` command: help, error paths and argument hand-over to BasicSR."""
 import pathlib
+import re
 import subprocess
 import sys
 
@@ -139,6 +140,24 @@ def test_traceback_on_request(monkeypatch):
     monkeypatch.setenv('NEWBP_TRACEBACK', '1')
     with pytest.raises(KernelSpecError, match="unknown type 'gausian'"):
         cli.main(['kernels', 'show', '{type: gausian}'])
+
+
+@pytest.mark.slow
+def test_train_logs_iteration_1_then_every_print_freq(tmp_path):
+    """Iteration 1 gets BasicSR's line, with its time and an ETA, long before the first print_freq line."""
+    (tmp_path / 'my_sensor.py').write_text(SENSOR_MODULE)
+    opt = tiny_run()
+    opt['train']['total_iter'] = 6
+    opt['val']['val_freq'] = 100
+    opt['logger'].update(print_freq=3, save_checkpoint_freq=100)
+    (tmp_path / 'run.yml').write_text(yaml.safe_dump(opt))
+    result = run_basicsr(['train', '-opt', 'run.yml'], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    log = next((tmp_path / 'experiments' / 'tiny').glob('train_tiny_*.log')).read_text()
+    lines = [line.split(' INFO: ', 1)[1] for line in log.splitlines() if ', lr:(' in line]
+    assert [int(line.split('iter:')[1].split(',')[0].replace(',', '')) for line in lines] == [1, 3, 6]
+    assert re.fullmatch(r'\[tiny\.\.\]\[epoch:  0, iter:       1, lr:\(1\.000e-03,\)\] \[eta: \d+:\d\d:\d\d, '
+                        r'time \(data\): \d+\.\d{3} \(\d+\.\d{3}\)\] l_pix: \d\.\d{4}e[-+]\d\d ', lines[0]), lines[0]
 
 
 # ------------------------------------------------- user errors through the console script

@@ -2,6 +2,7 @@
 import inspect
 import os
 import os.path as osp
+import time
 from collections import OrderedDict
 
 import torch
@@ -109,6 +110,7 @@ class NewBPModel(SRModel):
             get_root_logger().warning(f"train:amp={amp} needs CUDA; training in float32 on {self.device}.")
         self.grad_scaler = torch.amp.GradScaler('cuda') if self.amp_dtype == torch.float16 else None
         self.bad_steps = 0
+        self.built_at, self.first_batch_at = time.time(), None  # the times of iteration 1's log line
 
     def get_optimizer(self, optim_type, params, lr, **kwargs):
         """Any ``torch.optim`` optimizer by class name (BasicSR 1.4.2 knows only Adam): Adam, AdamW, SGD, ..."""
@@ -156,7 +158,33 @@ class NewBPModel(SRModel):
             return net(x, return_s=True, **kwargs)
         return net(x, **kwargs), None
 
+    def update_learning_rate(self, current_iter, warmup_iter=-1):
+        if current_iter == 1:  # BasicSR's loop calls it when a batch has arrived
+            self.first_batch_at = time.time()
+        super().update_learning_rate(current_iter, warmup_iter)
+
     def optimize_parameters(self, current_iter):
+        self._step(current_iter)
+        driven_by_basicsr = self.first_batch_at is not None  # its train loop, which logs every print_freq
+        if current_iter == 1 and driven_by_basicsr and self.opt['logger']['print_freq'] > 1:
+            self._log_first_iteration()
+
+    @master_only
+    def _log_first_iteration(self):
+        """BasicSR's line for iteration 1, with its time and an ETA from it, long before ``print_freq``.
+
+        As BasicSR's timers do, the time runs from the start of training (here: the model built) and
+        the data time until the first batch arrived.
+        """
+        from basicsr.utils import MessageLogger
+        message_logger = MessageLogger(dict(self.opt, logger=dict(self.opt['logger'], use_tb_logger=False)))
+        message_logger.start_time = self.built_at
+        message_logger({'epoch': 0, 'iter': 1, 'lrs': self.get_current_learning_rate(),
+                        'time': time.time() - self.built_at, 'data_time': self.first_batch_at - self.built_at,
+                        **self.get_current_log()})
+
+    def _step(self, current_iter):
+        """One optimisation step: forward, losses (a non-finite total skips the step), backward, update, EMA."""
         self.optimizer_g.zero_grad()
         with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
             self.output, self.s = self._run(self.net_g, self.lq)

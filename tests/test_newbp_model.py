@@ -194,18 +194,6 @@ def test_pretrain_with_module_prefix_loads(tmp_path):
         assert torch.equal(loaded.state_dict()[k], v)
 
 
-def test_s_image_shows_halo_in_colour():
-    s = torch.full((3, 4, 4), 0.5)
-    s[:, 0, 0] = -0.4  # negative halo
-    s[:, 3, 3] = 1.4  # overshoot
-    picture = s_to_image(s)
-    assert picture.shape == (4, 8, 3) and picture.dtype == np.uint8
-    halo = picture[:, 4:].astype(int)  # BGR
-    assert halo[0, 0, 0] > halo[0, 0, 2]  # below 0: blue
-    assert halo[3, 3, 2] > halo[3, 3, 0]  # above 1: red
-    assert (halo[1, 1] == 255).all()  # in range: white
-
-
 def test_any_torch_optimizer_by_name(tmp_path):
     model = build_model(make_opt(tmp_path, train={'optim_g': {'type': 'AdamW', 'lr': 1e-3, 'weight_decay': 0.01}}))
     assert isinstance(model.optimizer_g, torch.optim.AdamW)
@@ -283,6 +271,50 @@ def test_checkpoints_get_the_permissions_torch_save_gives(tmp_path, umask):
     for path in (tmp_path / 'experiments' / 'unit').rglob('*3.*'):
         assert path.stat().st_mode & 0o777 == expected, path
     assert len(list((tmp_path / 'experiments' / 'unit').rglob('*3.*'))) == 2  # net_g_3.pth, 3.state
+
+
+class ValPairs(torch.utils.data.Dataset):
+    """Two validation pairs, lq_path img0.png and img1.png."""
+    opt = {'name': 'pairs'}
+
+    def __len__(self):
+        return 2
+
+    def __getitem__(self, i):
+        item = batch(b=1, size=16, seed=i)
+        return dict({k: v[0] for k, v in item.items()}, lq_path=f'img{i}.png')
+
+
+@pytest.mark.parametrize('is_train, network, kind', [
+    (True, {'type': 'NewBPNAFNet', 'width': 8, 'enc_blk_nums': [1], 'dec_blk_nums': [1], 'output': 'residual',
+            'skip': 'none', 'kernel': {'type': 'crosstalk'}}, 'residual'),
+    (False, {'type': 'KernelProbeNet'}, 'image'),
+])
+def test_validation_saves_the_input_and_ground_truth_once_beside_y_and_s(tmp_path, is_train, network, kind):
+    from torch.utils.data import DataLoader
+    from basicsr.utils import tensor2img
+    import cv2
+
+    opt = make_opt(tmp_path, network=network, val={'save_img': True, 'suffix': None})
+    opt['is_train'] = is_train
+    model = build_model(opt)
+    folder = tmp_path / 'experiments' / 'unit' / 'visualization'
+    for iteration in (1, 2):
+        model.validation(DataLoader(ValPairs(), batch_size=1), iteration, None, save_img=True)
+        if iteration == 1:
+            first = {path: path.stat().st_mtime_ns for path in folder.rglob('*_[lg][qt].png')}
+    names = sorted(path.relative_to(folder).as_posix() for path in folder.rglob('*.png'))
+    if is_train:  # BasicSR: visualization/<img>/<img>_<iter>.png
+        assert names == sorted(f'img{i}/img{i}_{end}.png' for i in range(2)
+                               for end in ('1', '1_S', '2', '2_S', 'lq', 'gt'))
+    else:  # BasicSR: visualization/<dataset>/<img>_<suffix or name>.png
+        assert names == sorted(f'pairs/img{i}_{end}.png' for i in range(2) for end in ('unit', 'unit_S', 'lq', 'gt'))
+    assert {path: path.stat().st_mtime_ns for path in folder.rglob('*_[lg][qt].png')} == first  # written once
+    for name in ('lq', 'gt'):
+        saved = cv2.imread(str(next(folder.rglob(f'img1_{name}.png'))))
+        np.testing.assert_array_equal(saved, tensor2img([ValPairs()[1][name][None]]))
+    last_s = cv2.imread(str(next(folder.rglob('img1_2_S.png' if is_train else 'img1_unit_S.png'))))
+    np.testing.assert_array_equal(last_s, s_to_image(model.s[0], kind))  # drawn as the network's kind of S
 
 
 @register(ARCH_REGISTRY)

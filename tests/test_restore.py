@@ -12,6 +12,7 @@ import yaml
 from basicsr.archs import build_network
 
 from newbp_plugin.inference.restore import restore
+from newbp_plugin.pictures import s_to_image
 from tests.conftest import run_basicsr
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -113,17 +114,21 @@ def test_architecture_from_the_training_yaml_beside_the_weights(tmp_path):
     assert osp.isfile(tmp_path / 'b.png')
 
 
-def test_newbp_network_saves_s_and_takes_a_kernel(tmp_path):
+@pytest.mark.parametrize('output, kind', [('direct', 'image'), ('residual', 'residual')])
+def test_newbp_network_saves_s_and_takes_a_kernel(tmp_path, output, kind):
+    arch_options = dict(NEWBP_ARCH, output=output, skip='none')
     weights = tmp_path / 'newbp.pth'
-    torch.save({'params': build_network(NEWBP_ARCH).state_dict()}, weights)
+    torch.save({'params': build_network(arch_options).state_dict()}, weights)
     arch = tmp_path / 'train.yml'
-    arch.write_text(yaml.safe_dump({'name': 'x', 'network_g': NEWBP_ARCH}))
+    arch.write_text(yaml.safe_dump({'name': 'x', 'network_g': arch_options}))
     cv2.imwrite(str(tmp_path / 'a.png'), photo(16))
     failures, _ = restore(str(tmp_path / 'a.png'), str(tmp_path / 'out' / 'a.png'), str(weights), arch=str(arch),
                           kernel='{type: crosstalk, left: 0.05}', save_s=True, device='cpu')
     assert failures == []
-    assert np.load(tmp_path / 'out' / 'a_S.npy').shape == (3, 16, 16)
-    assert cv2.imread(str(tmp_path / 'out' / 'a_S.png')).shape == (16, 32, 3)  # S and its halo
+    s = np.load(tmp_path / 'out' / 'a_S.npy')
+    assert s.shape == (3, 16, 16)
+    # drawn as its kind: an image and what lies outside [0, 1], or a signed residual
+    np.testing.assert_array_equal(cv2.imread(str(tmp_path / 'out' / 'a_S.png')), s_to_image(torch.from_numpy(s), kind))
 
 
 @pytest.mark.parametrize('kwargs, message', [

@@ -165,4 +165,5 @@ def test_front_door_recipe_trains_then_tests(tmp_path):
     log = ''.join(p.read_text() for p in results.glob('test_*.log'))
     assert re.search(r'# psnr: \d+\.\d+', log) and re.search(r'# ssim: \d+\.\d+', log)
     images = sorted(p.name for p in (results / 'visualization' / 'sample_val').glob('*.png'))
-    assert len(images) == 4 and sum(name.endswith('_S.png') for name in images) == 2
+    assert len(images) == 8 and sum(name.endswith('_S.png') for name in images) == 2  # Ŷ, S, the input and GT
+    assert sum(name.endswith(('_lq.png', '_gt.png')) for name in images) == 4

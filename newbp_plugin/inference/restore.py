@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from newbp_plugin.inference.network import forward_arguments, load_network, network_options, run_network
 from newbp_plugin.kernels import parse_kernel_spec
-from newbp_plugin.pictures import s_to_image
+from newbp_plugin.pictures import s_kind, s_to_image
 from newbp_plugin.sensor import physical_kernel
 
 _FORMATS = {'.png': 'PNG', '.tif': 'TIFF', '.tiff': 'TIFF', '.jpg': 'JPEG', '.jpeg': 'JPEG'}
@@ -136,7 +136,7 @@ class Restorer:
             raise ValueError(f'cannot write {destination}')
         if s is not None:
             stem = osp.splitext(destination)[0]
-            cv2.imwrite(f'{stem}_S.png', s_to_image(s))
+            cv2.imwrite(f'{stem}_S.png', s_to_image(s, s_kind(self.net)))
             np.save(f'{stem}_S.npy', s.numpy())
 
 

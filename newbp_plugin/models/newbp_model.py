@@ -17,7 +17,7 @@ from newbp_plugin.archs.checkpoint import load_checkpoint, save_checkpoint_atomi
 from newbp_plugin.data.crosstalk_dataset import degrade_batch
 from newbp_plugin.ops.tiling import tiled_forward
 from newbp_plugin.options import Option, is_bool, is_int, one_of, optional, parse_options
-from newbp_plugin.pictures import s_to_image
+from newbp_plugin.pictures import s_kind, s_to_image
 from newbp_plugin.registration import register
 from newbp_plugin.sensor.degradation import batch_optics
 
@@ -71,7 +71,8 @@ class NewBPModel(SRModel):
       after ``train.max_bad_steps`` consecutive bad steps (default 10);
     * optional ``train.grad_clip_norm`` and ``train.amp: bf16 | fp16`` (CUDA);
     * validates tile by tile when ``val.tile`` is set (``val.tile_overlap``,
-      default 32), and saves a viewable S beside Ŷ (``val.save_s``, default True);
+      default 32), and saves beside Ŷ a viewable S (``val.save_s``, default True) and,
+      once per image, the degraded input and the ground truth (``<img>_lq.png``, ``<img>_gt.png``);
     * writes checkpoints and training states atomically and loads them with
       ``weights_only=True``.
     """
@@ -267,12 +268,13 @@ class NewBPModel(SRModel):
             net.train()
         if self.input_sums is not None and hasattr(self, 'gt'):
             self._accumulate_input_metrics()
-        if self.s is not None and val_opt.get('save_img') and val_opt.get('save_s', VAL_OPTIONS['save_s'].default):
-            self._save_s()
+        if val_opt.get('save_img'):
+            self._save_visuals(self.s is not None and val_opt.get('save_s', VAL_OPTIONS['save_s'].default))
 
     @master_only
-    def _save_s(self):
-        """Write S beside Ŷ, where SRModel's validation writes Ŷ, with the suffix ``_S``."""
+    def _save_visuals(self, save_s):
+        """Write, where SRModel's validation writes Ŷ: S with the suffix ``_S`` (when ``save_s``) and, once
+        per image, the degraded input and the ground truth, ``<img>_lq.png`` and ``<img>_gt.png``."""
         if not self.lq_path:
             return
         img_name = osp.splitext(osp.basename(self.lq_path[0]))[0]
@@ -282,7 +284,13 @@ class NewBPModel(SRModel):
             dataset = self.val_dataset_name
             suffix = self.opt['val'].get('suffix') or self.opt['name']
             folder, stem = osp.join(self.opt['path']['visualization'], dataset), f'{img_name}_{suffix}'
-        imwrite(s_to_image(self.s[0]), osp.join(folder, f'{stem}_S.png'))
+        if save_s:
+            kind = s_kind(self.get_bare_model(self.net_g))
+            imwrite(s_to_image(self.s[0], kind), osp.join(folder, f'{stem}_S.png'))
+        for name in ('lq', 'gt'):
+            path = osp.join(folder, f'{img_name}_{name}.png')
+            if hasattr(self, name) and not osp.exists(path):
+                imwrite(tensor2img([getattr(self, name)[0:1].detach().cpu()]), path)
 
     def _accumulate_input_metrics(self):
         """Add the metrics of the degraded input (lq against gt) of this image to ``input_sums``."""

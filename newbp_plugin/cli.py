@@ -166,10 +166,12 @@ def _kernels_list(parsed, rest):
 
 def _kernels_show(parsed, rest):
     from newbp_plugin.kernels import build_kernel, describe_spec, parse_kernel_spec, render_kernel_png
+    from newbp_plugin.kernels.preview import format_kernel
     _command_line_plugins(parsed)
     spec = parse_kernel_spec(parsed.spec)
     kernel = build_kernel(spec, rng=parsed.seed)
     print(f'{describe_spec(spec)}: shape {tuple(kernel.shape)}, sum {float(kernel.sum()):.6g}')
+    print(format_kernel(kernel, parsed.decimals))
     if parsed.out:
         render_kernel_png(kernel, parsed.out)
         print(f'wrote {parsed.out}')
@@ -234,7 +236,9 @@ def build_parser():
         handler=_kernels_list, passthrough=False)
     show = kernel_commands.add_parser('show', help='build a kernel from a spec, print it, draw it', parents=[plugin])
     show.add_argument('spec', help="a kernel spec in YAML, e.g. '{type: gaussian, sigma: 1.2}', or a PSF file")
-    show.add_argument('--out', help='PNG file to draw the kernel and its centre profiles into')
+    show.add_argument('--out', help='PNG file to draw the kernel into: its values, a colour bar, its centre profiles')
+    show.add_argument('--decimals', type=int, default=4, choices=range(9), metavar='N',
+                      help='decimals of the printed values, 0 to 8 (default: 4)')
     show.add_argument('--seed', type=int, default=0, help='seed for a random spec (default: 0)')
     show.set_defaults(handler=_kernels_show, passthrough=False)
 

@@ -123,8 +123,11 @@ def test_kernels_show_writes_png(tmp_path, capsys):
     text = capsys.readouterr().out
     shape = build_kernel({'type': 'crosstalk', 'left': 0.05}).shape
     assert f'shape {tuple(shape)}' in text and 'sum 1' in text
+    assert 'kernel: sum 1.0000' in text and '   0  0.0500  0.8700  0.0200' in text  # the values, left leak at -1
     picture = cv2.imread(str(out))
     assert picture is not None and picture.ndim == 3 and np.ptp(picture) > 0
+    assert cli.main(['kernels', 'show', '{type: crosstalk, left: 0.05}', '--decimals', '2']) == 0
+    assert '   0  0.05  0.87  0.02' in capsys.readouterr().out
 
 
 def test_kernels_show_bad_spec_is_one_line_exit_2(capsys):

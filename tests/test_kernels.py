@@ -10,8 +10,7 @@ from scipy import integrate, signal, special
 
 from newbp_plugin.kernels import (KERNEL_REGISTRY, MAX_KERNEL_SIZE, KernelSampler, KernelSpecError, Registry,
                                   build_kernel, check_spec, describe_kernels, is_random_spec, parse_kernel_spec,
-                                  render_kernel_png, resolve_spec)
-from newbp_plugin.kernels.preview import MARGIN, PLOT_HEIGHT
+                                  resolve_spec)
 
 README = Path(__file__).resolve().parents[1] / 'README.md'
 
@@ -353,17 +352,3 @@ def test_describe_kernels_lists_every_type():
     rows = dict(describe_kernels())
     assert set(rows) == set(KERNEL_REGISTRY.keys()) | {'random'}
     assert rows['gaussian'].startswith('Gaussian blur') and all(rows.values())
-
-
-def test_render_kernel_png(tmp_path):
-    kernel = build_kernel({'type': 'per_channel', 'kernels': [{'type': 'gaussian'}, {'type': 'disk', 'radius': 3},
-                                                              {'type': 'motion', 'length': 7, 'angle': 30}]})
-    image = render_kernel_png(kernel, tmp_path / 'k.png', scale=10)
-    decoded = cv2.imread(str(tmp_path / 'k.png'), cv2.IMREAD_UNCHANGED)
-    assert decoded.shape == (70 + PLOT_HEIGHT + 3 * MARGIN, 3 * (70 + MARGIN) + MARGIN, 3)
-    np.testing.assert_array_equal(decoded, image)
-    centre = decoded[MARGIN + 35, MARGIN + 35]  # the peak is the brightest colour (viridis yellow)
-    assert centre[2] > 200 and centre[1] > 200 and centre[0] < 80
-    single = render_kernel_png(build_kernel({'type': 'crosstalk'}), tmp_path / 'single.png')
-    assert single.shape == (3 * 64 + PLOT_HEIGHT + 3 * MARGIN, 3 * 64 + 2 * MARGIN, 3)
-    assert cv2.imread(str(tmp_path / 'single.png')).shape == single.shape

@@ -1,10 +1,12 @@
-"""The pictures people look at: S per kind."""
+"""The pictures people look at: S per kind, kernels (values, offsets, colour bar, grid)."""
 import cv2
 import numpy as np
 import pytest
 import torch
 from basicsr.archs import build_network
 
+from newbp_plugin.kernels import build_kernel
+from newbp_plugin.kernels.preview import COLUMN_COLOUR, ROW_COLOUR, format_kernel, render_kernel_png
 from newbp_plugin.pictures import (DIVERGING, GAP, LABEL_HEIGHT, MIN_PANEL_SIDE, colour_bar, s_kind,
                                    s_to_image)
 
@@ -64,3 +66,57 @@ def test_the_kind_of_s_comes_from_the_network():
     assert s_kind(residual) == 'residual' and s_kind(direct) == 'image'
     with pytest.raises(ValueError, match="kind must be one of image, residual, got 'signed'"):
         s_to_image(torch.zeros(3, 4, 4), 'signed')
+
+
+def big_blocks(picture, colour_test, min_area):
+    """[(left, top, width, height)] of the connected regions of pixels passing ``colour_test``, largest area."""
+    mask = colour_test(picture.astype(int)).astype(np.uint8)
+    count, _, stats, _ = cv2.connectedComponentsWithStats(mask)
+    return sorted(tuple(stats[i, :4]) for i in range(1, count) if stats[i, 4] >= min_area)
+
+
+def viridis_top(image):  # the peak of a kernel: viridis yellow
+    return (image[..., 2] > 200) & (image[..., 1] > 200) & (image[..., 0] < 100)
+
+
+def test_kernel_picture_shows_values_offsets_legend_and_a_colour_bar(tmp_path):
+    scale = 48
+    kernel = build_kernel({'type': 'crosstalk', 'left': 0.05})
+    picture = render_kernel_png(kernel, tmp_path / 'k.png', scale)
+    np.testing.assert_array_equal(cv2.imread(str(tmp_path / 'k.png')), picture)
+    (left, top, width, height), = big_blocks(picture, viridis_top, scale * scale // 2)  # the centre cell
+    assert (width, height) == (scale, scale)
+    cell = picture[top:top + scale, left:left + scale]
+    assert int((cell < 60).all(axis=2).sum()) > 20  # its value, written in black
+    half = kernel.shape[-1] // 2
+    plane_top, plane_left, plane_right = top - half * scale, left - half * scale, left + (half + 1) * scale
+    assert has_text(picture[plane_top - LABEL_HEIGHT:plane_top, plane_left:plane_right])  # title and sum
+    assert int((picture[top:top + scale, :plane_left] > 100).all(axis=2).sum()) > 5  # its y offset on the left
+    columns = [len(np.unique(picture[:, x].reshape(-1, 3), axis=0)) for x in range(picture.shape[1])]
+    assert max(columns[plane_right:]) > 100 and max(columns[:plane_right]) < 100  # the colour bar, right
+    legend = picture[:2 * LABEL_HEIGHT + 4]
+    for colour in (ROW_COLOUR, COLUMN_COLOUR):  # the profiles' legend, in their colours
+        assert (np.abs(legend.astype(int) - colour) < 40).all(axis=2).sum() > 5
+
+
+@pytest.mark.parametrize('spec, rows, columns', [
+    ({'type': 'per_channel', 'kernels': [{'type': 'gaussian', 'sigma': 0.5}] * 3}, 1, 3),
+    ({'type': 'cross_channel', 'mix': np.eye(3).tolist(), 'kernel': {'type': 'gaussian', 'sigma': 0.5}}, 3, 3),
+])
+def test_kernel_picture_lays_out_the_planes_as_a_grid(tmp_path, spec, rows, columns):
+    scale = 40
+    picture = render_kernel_png(build_kernel(spec), tmp_path / 'k.png', scale)
+    peaks = big_blocks(picture, viridis_top, scale * scale // 2)  # the peaks: one per R, G, B plane
+    assert len(peaks) == 3
+    assert len({top for _, top, _, _ in peaks}) == rows and len({left for left, _, _, _ in peaks}) == columns
+    assert picture.shape[1] > columns * 3 * scale and picture.shape[0] > rows * 3 * scale
+
+
+def test_format_kernel_prints_values_offsets_and_sums():
+    text = format_kernel(build_kernel({'type': 'crosstalk', 'size': 3, 'left': 0.05}), decimals=3)
+    lines = text.splitlines()
+    assert lines[0] == 'kernel: sum 1.000' and lines[1].split() == ['-1', '0', '+1']
+    assert [line.split()[0] for line in lines[2:]] == ['-1', '0', '+1'] and len(lines) == 5
+    mixing = format_kernel(build_kernel({'type': 'cross_channel', 'mix': [[0.9, 0.1, 0], [0, 1, 0], [0, 0, 1]]}))
+    assert 'out R <- in G: sum 0.1000' in mixing and 'out R: sum over inputs 1.0000' in mixing
+    assert mixing.splitlines()[2] == '   0  0.9000'

@@ -18,6 +18,7 @@ from newbp_plugin.inference.network import load_network, run_network
 from newbp_plugin.benchmark.runner import Benchmark
 from newbp_plugin.data.crosstalk_dataset import CrosstalkDataset
 from newbp_plugin.models.newbp_model import parse_model_options
+from newbp_plugin.pictures import BACKGROUND, BAR_WIDTH, LABEL_HEIGHT
 from tests.conftest import run_basicsr, write_smooth_images
 from tests.test_data_dataset import lq_of
 
@@ -72,6 +73,54 @@ def test_tiny_benchmark_writes_every_report(tiny_run):
     assert len(lines) == len(opt['methods']) * len(KERNELS) * len(NOISES) * 3  # 2 images + the mean
     figure = cv2.imread(osp.join(folder, 'benchmark.png'))
     assert figure.shape[0] > 4 * 16 * 2  # one row per degradation, zoomed crops
+
+
+def non_background_runs(line):
+    """[(start, length)] of the runs of pixels that are not the canvas colour along a (W, 3) line."""
+    inside = np.concatenate([[False], (line != BACKGROUND).any(axis=1), [False]]).astype(int)
+    starts, ends = np.flatnonzero(np.diff(inside) == 1), np.flatnonzero(np.diff(inside) == -1)
+    return list(zip(starts, ends - starts))
+
+
+def test_benchmark_figure_labels_every_panel_with_its_method_and_psnr(tiny_run):
+    opt, folder = tiny_run
+    figure = cv2.imread(osp.join(folder, 'benchmark.png'))
+    tile = opt['figure']['crop_size'] * 2  # zoom 2
+    degradations, panels = len(KERNELS) * len(NOISES), 1 + len(opt['methods'])  # clean, then every method
+    row_height = 3 * LABEL_HEIGHT + tile  # the degradation's line, the method's name and its PSNR, the crop
+    assert figure.shape[0] == degradations * row_height + (degradations - 1) * (3 * LABEL_HEIGHT // 2)
+    for index in range(degradations):
+        top = index * (row_height + 3 * LABEL_HEIGHT // 2)
+        runs = non_background_runs(figure[top + 3 * LABEL_HEIGHT + tile // 2])
+        assert len(runs) == panels and all(length == tile for _, length in runs)
+        assert (figure[top:top + LABEL_HEIGHT] > 150).all(axis=2).sum() > 50  # the degradation's line
+        for line in (1, 2):  # the method's name, its PSNR (the clean crop: where it is), above every crop
+            strip = figure[top + line * LABEL_HEIGHT:top + (line + 1) * LABEL_HEIGHT]
+            assert all((strip[:, start:start + tile] > 150).all(axis=2).sum() > 5 for start, _ in runs)
+    plot = cv2.imread(osp.join(folder, 'benchmark_psnr.png'))  # figure:metric defaults to the first metric
+    assert plot.shape[0] == 8 + 2 * LABEL_HEIGHT + degradations * (LABEL_HEIGHT + 16 * len(opt['methods'])) + \
+        (degradations + 1) * 4  # header, a titled panel per degradation, the axis
+
+
+def test_a_newbp_network_shows_its_s_beside_its_result(tmp_path):
+    network_g = {'type': 'NewBPNAFNet', 'width': 8, 'enc_blk_nums': [1], 'dec_blk_nums': [1], 'output': 'residual',
+                 'skip': 'none', 'kernel': {'type': 'crosstalk'}}
+    torch.save({'params': build_network(network_g).state_dict()}, tmp_path / 'newbp.pth')
+    folder = write_smooth_images(tmp_path / 'clean', 1, size=24)
+    opt = tiny_options(folder, kernels={'cmos': KERNELS['cmos']}, noises={'low': NOISES['low']},
+                       methods={'input': {'type': 'identity'},
+                                'newbp': {'type': 'network', 'weights': str(tmp_path / 'newbp.pth'),
+                                          'network_g': network_g}},
+                       figure={'crop_size': 16, 'crop': 'centre', 'zoom': 4, 'metric': 'ssim'})
+    results = Benchmark(opt).run(str(tmp_path))
+    figure = cv2.imread(osp.join(results, 'benchmark.png'))
+    runs = non_background_runs(figure[3 * LABEL_HEIGHT + 32])
+    assert [length for _, length in runs][:3] == [64, 64, 64]  # clean, input, newbp
+    # then S under 5 lines (its name, and s_to_image's titles): R of output: residual, one map and its colour bar
+    s_runs = non_background_runs(figure[6 * LABEL_HEIGHT + 32, runs[2][0] + 64:])
+    assert s_runs[0][1] == 64 and s_runs[1][1] <= BAR_WIDTH + 3
+    assert osp.isfile(osp.join(results, 'benchmark_ssim.png'))  # figure:metric
+    assert not osp.isfile(osp.join(results, 'benchmark_psnr.png'))
 
 
 def test_tiny_benchmark_figures_are_sane_and_identity_is_a_direct_psnr(tiny_run):
@@ -145,6 +194,8 @@ def test_zoo_checkpoint_into_a_wrong_architecture_names_the_keys():
     ({'noises': {'n': {'type': 'gaussian'}}}, 'noises:n: .*noise.sigma is required'),
     ({'metrics': {'psnr': {'type': 'calculate_psnrr'}}}, 'metrics:psnr needs a type'),
     ({'figure': {'image': 5}}, 'figure:image must be an index below 2'),
+    ({'figure': {'crop': 'middle'}}, r'option figure:crop must be auto, centre or \[top, left\], got'),
+    ({'figure': {'metric': 'lpips'}}, r"figure:metric must be a key of metrics \(psnr, ssim, psnr_y, ssim_y\)"),
 ])
 def test_bad_options_fail_fast_naming_them(tmp_path, change, message):
     folder = write_smooth_images(tmp_path / 'clean', 2, size=16)

@@ -1,13 +1,14 @@
-"""The pictures people look at: S per kind, kernels (values, offsets, colour bar, grid)."""
+"""The pictures people look at: S per kind, kernels (values, offsets, colour bar, grid), benchmark figures."""
 import cv2
 import numpy as np
 import pytest
 import torch
 from basicsr.archs import build_network
 
+from newbp_plugin.benchmark.report import MEAN_COLOUR, _crop_position, _metric_plot
 from newbp_plugin.kernels import build_kernel
 from newbp_plugin.kernels.preview import COLUMN_COLOUR, ROW_COLOUR, format_kernel, render_kernel_png
-from newbp_plugin.pictures import (DIVERGING, GAP, LABEL_HEIGHT, MIN_PANEL_SIDE, colour_bar, s_kind,
+from newbp_plugin.pictures import (BACKGROUND, DIVERGING, GAP, LABEL_HEIGHT, MIN_PANEL_SIDE, colour_bar, s_kind,
                                    s_to_image)
 
 
@@ -120,3 +121,28 @@ def test_format_kernel_prints_values_offsets_and_sums():
     mixing = format_kernel(build_kernel({'type': 'cross_channel', 'mix': [[0.9, 0.1, 0], [0, 1, 0], [0, 0, 1]]}))
     assert 'out R <- in G: sum 0.1000' in mixing and 'out R: sum over inputs 1.0000' in mixing
     assert mixing.splitlines()[2] == '   0  0.9000'
+
+
+def test_auto_crop_goes_where_the_methods_disagree():
+    clean = torch.zeros(1, 3, 40, 50)
+    other = clean.clone()
+    other[..., 20:30, 31:41] = 1.0
+    tiles = [('clean', clean, None, None), ('a', clean, None, None), ('b', other, None, None)]
+    assert _crop_position(tiles, 10, 'auto') == (20, 31)
+    assert _crop_position(tiles, 10, 'centre') == (15, 20)
+    assert _crop_position(tiles, 10, [35, 2]) == (30, 2)  # moved inside the image
+
+
+def test_metric_plot_has_a_panel_per_degradation_and_a_bar_per_method():
+    rows = [{'kernel': kernel, 'noise': 'n', 'method': method,
+             'images': {'a': {'psnr': base + 1}, 'b': {'psnr': base + 3}}, 'mean': {'psnr': base + 2}}
+            for kernel in ('k1', 'k2') for method, base in (('input', 25.0), ('wiener', 28.0), ('net', 31.0))]
+    picture = _metric_plot(rows, 'psnr')
+    bars = [block for block in big_blocks(picture, lambda p: (p == MEAN_COLOUR).all(axis=2), 10) if block[3] > 10]
+    assert len(bars) == 6
+    lefts = sorted({left for left, _, _, _ in bars})
+    assert len(lefts) == 3 and lefts[0] < lefts[1] < lefts[2]  # the means, in order, on one axis
+    assert picture.shape[0] == 8 + 4 * LABEL_HEIGHT + 3 * GAP + 6 * 16  # header, 2 titled panels, axis
+    dots = big_blocks(picture, lambda p: (p == 255).all(axis=2), 5)
+    assert len(dots) >= 12  # one per image and method
+    assert (picture[4:4 + LABEL_HEIGHT] != BACKGROUND).any()

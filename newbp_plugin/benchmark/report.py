@@ -3,24 +3,30 @@
 - ``benchmark.md``: the table, one row per (kernel, noise, method), mean metrics and runtime;
 - ``benchmark.csv``: every figure, one line per (kernel, noise, method, image) plus the ``mean`` line;
 - ``benchmark.json``: the options, the device and every figure (means and per image);
-- ``benchmark.png``: one row per degradation, the same centred crop of one image: clean, then each
-  method's result, and the S of methods that return one (NewBP networks) beside it.
+- ``benchmark.png``: one row per degradation, the same crop of one image (``figure: crop``; by default
+  where the methods disagree most): clean, then each method's result under its name and PSNR (of the
+  image, and of the crop), and the S of methods that return one (NewBP networks) beside it;
+- ``benchmark_<metric>.png``: ``figure: metric`` per method and degradation, each image a dot, the
+  mean a bar.
 """
 import csv
+import itertools
 import json
+import math
 import os.path as osp
 
 import cv2
 import numpy as np
+import torch
+from basicsr.metrics.psnr_ssim import calculate_psnr
 from basicsr.utils import imwrite, tensor2img
 
-from newbp_plugin.pictures import s_to_image
+from newbp_plugin.pictures import (BACKGROUND, LABEL_HEIGHT, TEXT_COLOUR, enlarge, label, put_text, s_to_image,
+                                   side_by_side, stacked, text_width, titled)
 
-LABEL_HEIGHT = 14  # [px] of the text strip above every tile and row
-GAP = 4  # [px] between tiles
-BACKGROUND = 40  # grey level of the canvas
-FONT = cv2.FONT_HERSHEY_SIMPLEX
-FONT_SCALE = 0.35
+PLOT_WIDTH = 360  # [px] of the metric axis of benchmark_<metric>.png
+ROW_HEIGHT = 16  # [px] per method in benchmark_<metric>.png
+MEAN_COLOUR, GRID_COLOUR, RANGE_COLOUR = (0, 165, 255), (70, 70, 70), (140, 140, 140)  # BGR
 
 
 def _format(value):
@@ -38,9 +44,11 @@ def write_reports(folder, opt, device, metric_names, rows, figure_rows, figure):
         metric_names (list[str]): the keys of ``opt['metrics']``, in order.
         rows (list[dict]): per (kernel, noise, method): ``kernel``, ``noise``, ``method``,
             ``mean`` ({metric: value, 'runtime_ms': value}) and ``images`` ({name: same}).
-        figure_rows (list[dict]): per degradation: ``label`` and ``tiles``, a list of
-            ``(title, image (1, C, H, W) in [0, 1], S (1, C, H, W) or None)``.
-        figure (dict): ``crop_size`` [px] and ``zoom``.
+        figure_rows (list[dict]): per degradation: ``label`` and ``tiles``, a list of ``(title, image
+            (1, C, H, W) in [0, 1], S (1, C, H, W) or None, kind of S (:func:`s_to_image`) or None)``,
+            the clean image first.
+        figure (dict): ``crop_size`` [px], ``crop`` ('auto', 'centre' or [top, left]), ``zoom`` and
+            ``metric`` (a key of the metrics, or None: no metric plot).
     """
     columns = metric_names + ['runtime_ms']
     dataset = opt['dataset']
@@ -76,44 +84,92 @@ def write_reports(folder, opt, device, metric_names, rows, figure_rows, figure):
         json.dump({'name': opt['name'], 'device': device, 'options': opt, 'columns': columns, 'rows': rows}, f,
                   indent=2, default=str)
 
-    imwrite(_figure(figure_rows, figure['crop_size'], figure['zoom']), osp.join(folder, 'benchmark.png'))
+    imwrite(_figure(figure_rows, figure['crop_size'], figure['crop'], figure['zoom']),
+            osp.join(folder, 'benchmark.png'))
+    if figure['metric'] is not None:
+        imwrite(_metric_plot(rows, figure['metric']), osp.join(folder, f"benchmark_{figure['metric']}.png"))
 
 
-def _label(width, text):
-    """(LABEL_HEIGHT, width, 3) uint8 strip with ``text``, cut to fit."""
-    strip = np.full((LABEL_HEIGHT, width, 3), BACKGROUND, np.uint8)
-    while text and cv2.getTextSize(text, FONT, FONT_SCALE, 1)[0][0] > width - 4:
-        text = text[:-1]
-    cv2.putText(strip, text, (2, LABEL_HEIGHT - 4), FONT, FONT_SCALE, (255, 255, 255), 1, cv2.LINE_AA)
-    return strip
+def _crop_position(tiles, size, crop):
+    """(top, left) of the ``size`` window shown: ``crop`` [top, left] or 'centre' (moved inside the image),
+    or 'auto': where the methods' results (the tiles after the clean one) differ most, the largest
+    window mean of their per-pixel standard deviation."""
+    height, width = tiles[0][1].shape[-2:]
+    if crop == 'auto':
+        spread = torch.stack([image[0].float() for _, image, _, _ in tiles[1:]]).std(0, unbiased=False).mean(0)
+        window = (min(size, height), min(size, width))
+        pooled = torch.nn.functional.avg_pool2d(spread[None, None], window, stride=1)[0, 0]
+        return divmod(int(pooled.argmax()), pooled.shape[1])
+    top, left = ((height - size) // 2, (width - size) // 2) if crop == 'centre' else crop
+    return min(max(top, 0), max(height - size, 0)), min(max(left, 0), max(width - size, 0))
 
 
-def _crop(image, size):
-    """Centred ``size`` x ``size`` window of a (1, C, H, W) tensor (the whole image when smaller)."""
-    height, width = image.shape[-2:]
-    top, left = max((height - size) // 2, 0), max((width - size) // 2, 0)
-    return image[..., top:top + size, left:left + size]
-
-
-def _figure(figure_rows, crop_size, zoom):
-    """The comparison picture, uint8 BGR: per row a label strip, then labelled tiles side by side."""
+def _figure(figure_rows, crop_size, crop, zoom):
+    """The comparison picture, uint8 BGR: per degradation a label strip, then the labelled tiles side by side."""
     picture_rows = []
     for row in figure_rows:
-        tiles = []
-        for title, image, s in row['tiles']:
-            tiles.append((title, tensor2img([_crop(image, crop_size)])))
+        tiles = row['tiles']
+        top, left = _crop_position(tiles, crop_size, crop)
+
+        def window(image):
+            return image[..., top:top + crop_size, left:left + crop_size]
+
+        clean, clean_crop = tensor2img([tiles[0][1]]), tensor2img([window(tiles[0][1])])
+        panels = [titled(enlarge(clean_crop, zoom), tiles[0][0], f'crop at ({top}, {left})')]
+        for title, image, s, kind in tiles[1:]:
+            psnr = calculate_psnr(tensor2img([image]), clean, crop_border=0)
+            psnr_crop = calculate_psnr(tensor2img([window(image)]), clean_crop, crop_border=0)
+            panels.append(titled(enlarge(tensor2img([window(image)]), zoom), title,
+                                 f'PSNR {psnr:.2f} / crop {psnr_crop:.2f}'))
             if s is not None:
-                tiles.append((f'{title} S', s_to_image(_crop(s, crop_size)[0])))
-        tiles = [(title, np.repeat(np.repeat(tile, zoom, axis=0), zoom, axis=1)) for title, tile in tiles]
-        height = max(tile.shape[0] for _, tile in tiles)
-        parts = []
-        for title, tile in tiles:
-            tile = np.pad(tile, ((0, height - tile.shape[0]), (0, 0), (0, 0)), constant_values=BACKGROUND)
-            parts += [np.concatenate([_label(tile.shape[1], title), tile]),
-                      np.full((height + LABEL_HEIGHT, GAP, 3), BACKGROUND, np.uint8)]
-        body = np.concatenate(parts[:-1], axis=1)
-        picture_rows.append(np.concatenate([_label(body.shape[1], row['label']), body]))
-    width = max(part.shape[1] for part in picture_rows)
-    padded = [np.pad(part, ((0, GAP), (0, width - part.shape[1]), (0, 0)), constant_values=BACKGROUND)
-              for part in picture_rows]
-    return np.concatenate(padded)
+                s_crop = window(s)[0].repeat_interleave(zoom, -1).repeat_interleave(zoom, -2)
+                panels.append(titled(s_to_image(s_crop, kind), f'{title}: S', ''))
+        body = side_by_side(panels)
+        picture_rows.append(titled(body, f"{row['label']}: {crop_size} px crop, x{zoom}; PSNR [dB] of the image "
+                                         '/ of the crop'))
+    return stacked(picture_rows, gap=3 * LABEL_HEIGHT // 2)
+
+
+def _metric_plot(rows, metric):
+    """Dot plot of ``metric`` per method (a line) and degradation (a panel): each image a white dot,
+    the mean an orange bar and its value; one axis for all panels."""
+    values = [figures[metric] for row in rows for figures in list(row['images'].values()) + [row['mean']]]
+    values = [value for value in values if math.isfinite(value)] or [0.0]
+    step = next(scale * 10 ** power for power in range(-3, 4) for scale in (1, 2, 5)
+                if (max(values) - min(values)) / (scale * 10 ** power) <= 6)
+    lo, hi = math.floor(min(values) / step) * step, math.ceil(max(values) / step) * step
+    hi = hi if hi > lo else lo + step
+    decimals = max(0, -math.floor(math.log10(step)))
+    name_width = max(text_width(row['method']) for row in rows) + 8
+    value_width = max(text_width(f"{row['mean'][metric]:.{decimals + 2}f}") for row in rows) + 8
+    width = name_width + PLOT_WIDTH + value_width
+    ticks = np.arange(lo, hi + step / 2, step)
+
+    def x(value):
+        return name_width + int(round((min(max(value, lo), hi) - lo) / (hi - lo) * (PLOT_WIDTH - 1)))
+
+    panels = []
+    for (kernel, noise), group in itertools.groupby(rows, key=lambda row: (row['kernel'], row['noise'])):
+        group = list(group)
+        panel = np.full((ROW_HEIGHT * len(group), width, 3), BACKGROUND, np.uint8)
+        for tick in ticks:
+            cv2.line(panel, (x(tick), 0), (x(tick), panel.shape[0] - 1), GRID_COLOUR, 1)
+        for index, row in enumerate(group):
+            middle = index * ROW_HEIGHT + ROW_HEIGHT // 2
+            put_text(panel, row['method'], 2, middle + 4)
+            points = [figures[metric] for figures in row['images'].values() if math.isfinite(figures[metric])]
+            if points:
+                cv2.line(panel, (x(min(points)), middle), (x(max(points)), middle), RANGE_COLOUR, 1)
+            mean = row['mean'][metric]
+            if math.isfinite(mean):
+                cv2.line(panel, (x(mean), middle - 6), (x(mean), middle + 6), MEAN_COLOUR, 2)
+            for point in points:
+                cv2.circle(panel, (x(point), middle), 2, TEXT_COLOUR, -1, cv2.LINE_AA)
+            put_text(panel, f'{mean:.{decimals + 2}f}', name_width + PLOT_WIDTH + 6, middle + 4, MEAN_COLOUR)
+        panels.append(titled(panel, f'{kernel} / {noise}'))
+    axis = np.full((LABEL_HEIGHT, width, 3), BACKGROUND, np.uint8)
+    for tick in ticks:
+        text = f'{tick:.{decimals}f}'
+        put_text(axis, text, min(x(tick) - text_width(text) // 2, width - text_width(text)), LABEL_HEIGHT - 3)
+    header = label(width, f'{metric}: each image a dot, the mean a bar (value on the right)')
+    return np.pad(stacked([header] + panels + [axis]), ((4, 4), (4, 4), (0, 0)), constant_values=BACKGROUND)

@@ -36,10 +36,12 @@ Options (YAML; an unknown key fails naming it)::
         param_key: params              # optional (default params), strict: true, tile: ~, tile_overlap: 32
     metrics:                           # optional; BasicSR's val.metrics; default: PSNR and SSIM, RGB and Y
       psnr: {type: calculate_psnr, crop_border: 0, test_y_channel: false}
-    figure:                            # optional: the same crop of one image from every method
+    figure:                            # optional: benchmark.png, the same crop of one image from every method
       image: 0                         # index in the test set
-      crop_size: 64                    # [px], centred
+      crop_size: 64                    # [px]
+      crop: auto                       # auto (per degradation, where the methods disagree most) | centre | [top, left]
       zoom: 2                          # nearest-neighbour magnification
+      metric: ~                        # benchmark_<metric>.png, per method and image; default: the first of metrics
 
 The classical methods are given the oracle kernel (the one the image was degraded with) and the
 oracle noise level, :func:`newbp_plugin.sensor.degradation.noise_variance` of the parameters drawn
@@ -64,6 +66,7 @@ from newbp_plugin.inference.network import load_network, network_options, run_ne
 from newbp_plugin.benchmark.report import write_reports
 from newbp_plugin.data.crosstalk_dataset import CrosstalkDataset, degrade_batch
 from newbp_plugin.options import REQUIRED, Option, check_options, is_bool, is_int, one_of, optional, parse_options
+from newbp_plugin.pictures import s_kind
 from newbp_plugin.sensor.degradation import noise_variance
 
 OWNER = 'benchmark options'
@@ -92,7 +95,11 @@ OPTIONS = {
 DATASET_OPTIONS = ('dataroot_gt', 'io_backend', 'meta_info_file', 'val_crop_size')
 FIGURE_OPTIONS = {'image': Option(0, lambda value: is_int(value, 0), 'an integer >= 0'),
                   'crop_size': Option(64, lambda value: is_int(value, 1), 'a positive integer'),
-                  'zoom': Option(2, lambda value: is_int(value, 1), 'a positive integer')}
+                  'crop': Option('auto', lambda value: value in ('auto', 'centre') or (
+                      isinstance(value, list) and len(value) == 2 and all(is_int(v, 0) for v in value)),
+                                 'auto, centre or [top, left]'),
+                  'zoom': Option(2, lambda value: is_int(value, 1), 'a positive integer'),
+                  'metric': Option(None, optional(lambda value: isinstance(value, str)), 'a key of metrics')}
 CLASSICAL = {'wiener': classical.wiener, 'richardson_lucy': classical.richardson_lucy,
              'converse': classical.converse}
 CLASSICAL_SUPPLIED = ('x', 'kernel', 'noise_var', 'linear_light')  # given by the benchmark
@@ -190,6 +197,10 @@ class Benchmark:
                 raise ValueError(f"{OWNER}: metrics:{name} needs a type from BasicSR's METRIC_REGISTRY "
                                  f"(e.g. calculate_psnr), got {metric!r}")
         self.figure = parse_options(self.opt['figure'], FIGURE_OPTIONS, OWNER, prefix='figure:')
+        self.figure['metric'] = self.figure['metric'] or next(iter(self.opt['metrics']), None)
+        if self.figure['metric'] is not None and self.figure['metric'] not in self.opt['metrics']:
+            raise ValueError(f"{OWNER}: figure:metric must be a key of metrics ({', '.join(self.opt['metrics'])}), "
+                             f"got {self.figure['metric']!r}")
         num_images = len(self.degradations[0][2])
         if not 0 <= self.figure['image'] < num_images:
             raise ValueError(f"{OWNER}: figure:image must be an index below {num_images}, got {self.figure['image']}")
@@ -241,7 +252,7 @@ class Benchmark:
                 gt_img = tensor2img([gt])
                 in_figure = index == self.figure['image']
                 if in_figure:
-                    figure_row['tiles'].append(('clean', gt, None))
+                    figure_row['tiles'].append(('clean', gt, None, None))
                 for method in self.methods:
                     progress.set_postfix_str(f'{kernel_name} / {noise_name}: {method.name}')
                     args = (x, kernel, noise_var)
@@ -255,7 +266,8 @@ class Benchmark:
                     figures['runtime_ms'] = seconds * 1000
                     results[method.name][image_name] = figures
                     if in_figure:
-                        figure_row['tiles'].append((method.name, restored, None if s is None else s.detach().cpu()))
+                        figure_row['tiles'].append((method.name, restored, None if s is None else s.detach().cpu(),
+                                                    None if s is None else s_kind(method.net)))
                     progress.update()
             figure_rows.append(figure_row)
             for method in self.methods:

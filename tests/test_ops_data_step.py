@@ -75,8 +75,9 @@ def test_gradients_are_those_of_the_minimiser():
 
 
 @pytest.mark.parametrize('kwargs, message', [
-    (dict(kernel=torch.ones(2, 3, 3)), r'kernel \(2, 3, 3\) does not fit x \(1, 3, 8, 8\)'),
-    (dict(kernel=torch.ones(1, 3, 2, 3, 3)), r'kernel \(1, 3, 2, 3, 3\) does not fit'),
+    (dict(kernel=torch.ones(2, 3, 3)), r'data_step: kernel shape \(2, 3, 3\) does not fit x shape \(1, 3, 8, 8\)'),
+    (dict(kernel=torch.ones(1, 3, 2, 3, 3)), r'kernel shape \(1, 3, 2, 3, 3\) does not fit'),
+    (dict(kernel=torch.ones(4, 4)), 'data_step: kernel size 4x4 must be odd'),
     (dict(alpha=0.0), 'alpha must be > 0'),
     (dict(padding_mode='constant'), "padding_mode 'constant' is not one of"),
     (dict(x0=torch.zeros(1, 3, 4, 4)), r'x0 \(1, 3, 4, 4\) must have the shape of x'),

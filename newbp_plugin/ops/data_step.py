@@ -2,7 +2,7 @@
 import torch
 import torch.nn.functional as F
 
-from .newbp import PADDING_MODES, TORCH_PAD_MODES
+from .newbp import PADDING_MODES, TORCH_PAD_MODES, check_kernel_layout
 from .otf import psf2otf
 from .regularised_solve import regularised_solve
 
@@ -55,14 +55,7 @@ def _checked(x, kernel, alpha, x0, padding, padding_mode):
         raise ValueError(f'data_step: x must be a (B, C, H, W) float tensor, got {getattr(x, "shape", type(x))}')
     if padding_mode not in PADDING_MODES:
         raise ValueError(f'data_step: padding_mode {padding_mode!r} is not one of {PADDING_MODES}')
-    batch, channels = x.shape[:2]
-    leading = tuple(kernel.shape[:-2])
-    valid = (kernel.dim() == 2 or leading == (channels, ) or (kernel.dim() in (4, 5) and leading[0] in (1, batch)
-                                                               and leading[1:] == (channels, ) * (kernel.dim() - 3)))
-    if not valid:
-        raise ValueError(f'data_step: kernel {tuple(kernel.shape)} does not fit x {tuple(x.shape)}: expected '
-                         f'(kh, kw), ({channels}, kh, kw), (1|{batch}, {channels}, kh, kw) or channel-mixing '
-                         f'(1|{batch}, {channels}, {channels}, kh, kw)')
+    check_kernel_layout(kernel, x.shape, 'data_step')
     alpha = torch.as_tensor(alpha, device=x.device)
     if not bool((alpha > 0).all()):
         raise ValueError(f'data_step: alpha must be > 0, got a minimum of {alpha.min().item()!r}')

@@ -91,7 +91,7 @@ def crosstalk(x, kernel, padding_mode='zeros', method='auto'):
         raise ValueError(f'crosstalk: x must be a (B, C, H, W) float tensor, got {_describe(x)}')
     compute_dtype = torch.float32 if x.dtype in (torch.float16, torch.bfloat16) else x.dtype
     kernel = torch.as_tensor(kernel).to(device=x.device, dtype=compute_dtype)
-    _check_kernel(kernel, x.shape)
+    check_kernel_layout(kernel, x.shape)
 
     batch, channels, height, width = x.shape
     kh, kw = kernel.shape[-2:]
@@ -144,18 +144,24 @@ def _describe(value):
     return type(value).__name__
 
 
-def _check_kernel(kernel, x_shape):
-    """Raise ValueError unless kernel has a layout accepted by :func:`crosstalk` for x_shape."""
+def check_kernel_layout(kernel, x_shape, owner='crosstalk'):
+    """Raise ValueError unless ``kernel`` has a layout of :func:`crosstalk` for images of ``x_shape``, odd-sized.
+
+    Args:
+        kernel (Tensor): the PSF, any layout of :func:`crosstalk`.
+        x_shape (tuple): (B, C, H, W) of the images.
+        owner (str): the function checking, first word of the message.
+    """
     batch, channels = x_shape[:2]
     kernel_shape = tuple(kernel.shape)
     leading = kernel_shape[:-2]
     valid = (kernel.dim() == 2 or leading == (channels, ) or (kernel.dim() in (4, 5) and leading[0] in (1, batch)
                                                                and leading[1:] == (channels, ) * (kernel.dim() - 3)))
     if not valid:
-        raise ValueError(f'crosstalk: kernel shape {kernel_shape} does not fit x shape {tuple(x_shape)}; expected '
+        raise ValueError(f'{owner}: kernel shape {kernel_shape} does not fit x shape {tuple(x_shape)}; expected '
                          f'(kh, kw), ({channels}, kh, kw), (1|{batch}, {channels}, kh, kw) or channel-mixing '
                          f'(1|{batch}, {channels}, {channels}, kh, kw)')
     kh, kw = kernel_shape[-2:]
     if kh % 2 == 0 or kw % 2 == 0:
-        raise ValueError(f'crosstalk: kernel size {kh}x{kw} must be odd in both dimensions (centre at '
+        raise ValueError(f'{owner}: kernel size {kh}x{kw} must be odd in both dimensions (centre at '
                          f'(kh // 2, kw // 2)); got kernel shape {kernel_shape}')

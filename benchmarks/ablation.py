@@ -24,7 +24,8 @@ from report import save_json
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 RECIPE = osp.join(ROOT, 'options', 'newbp_nafnet.yml')
 BODY_KEYS = ('img_channel', 'width', 'middle_blk_num', 'enc_blk_nums', 'dec_blk_nums')
-# name -> (description, changes to the recipe's NewBPNAFNet options; None: plain NAFNet)
+# name -> (description, changes to the recipe's NewBPNAFNet options; None: plain NAFNet; with a 'type': that
+# network with the recipe's body options, and the sensor block's kernel and light where it takes them)
 VARIANTS = {
     'nafnet': ('NAFNet (no head)', None),
     'newbp_literal': ('NewBP head, S = NAFNet(X) (skip: input)', {'output': 'direct', 'skip': 'input'}),
@@ -34,6 +35,9 @@ VARIANTS = {
     'newbp_converse_blocks': ('skip: converse + entrance/middle/ending Converse', {
         'output': 'direct', 'skip': 'converse', 'entrance_converse': True, 'middle_converse_blocks': 1,
         'ending_converse_blocks': 1}),
+    'kernel_aware_1': ('KernelAwareNAFNet, 1 stage (data step with K, then the prior)', {
+        'type': 'KernelAwareNAFNet', 'stages': 1}),
+    'kernel_aware_3': ('KernelAwareNAFNet, 3 stages, shared prior', {'type': 'KernelAwareNAFNet', 'stages': 3}),
 }
 
 
@@ -49,6 +53,8 @@ def variant_options(recipe, name, iters):
     network = dict(opt['network_g'])
     if changes is None:
         network = {'type': 'NAFNet', **{k: network[k] for k in BODY_KEYS}}
+    elif 'type' in changes:
+        network = {**{k: network[k] for k in BODY_KEYS}, **changes}
     else:
         network.update(changes)
     opt['network_g'] = network

@@ -397,3 +397,33 @@ def test_basicsr_train_pipeline_on_the_sample_set(tmp_path):
     log = ''.join(p.read_text() for p in (tmp_path / 'experiments' / 'data_smoke').glob('train_*.log'))
     assert 'Dataset [CrosstalkDataset] - sample is built.' in log and '# psnr:' in log
     assert (tmp_path / 'experiments' / 'data_smoke' / 'visualization' / 'chelsea' / 'chelsea_2.png').is_file()
+
+
+def test_the_colour_test_split_overlaps_no_training_or_validation_region():
+    import importlib.util
+    root = os.path.join(os.path.dirname(__file__), '..', 'datasets', 'sample')
+    spec = importlib.util.spec_from_file_location('build_sample', os.path.join(root, 'build.py'))
+    build = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(build)
+
+    def rectangle(filename, region):
+        if region is None or region == 'centre':  # whole image, or its centre crop: the image's size decides
+            height, width = cv2.imread(os.path.join(build.SKIMAGE_DATA, filename), cv2.IMREAD_UNCHANGED).shape[:2]
+            if region is None:
+                return 0, 0, height, width
+            return (height - build.VAL_SIZE) // 2, (width - build.VAL_SIZE) // 2, build.VAL_SIZE, build.VAL_SIZE
+        return region
+
+    seen = [(filename, rectangle(filename, region)) for split in ('train', 'val')
+            for _, filename, region in build.SOURCES[split]]
+    for name, filename, region in build.SOURCES['test_color']:
+        top, left, height, width = region
+        for other_file, (o_top, o_left, o_height, o_width) in seen:
+            overlap = (filename == other_file and top < o_top + o_height and o_top < top + height
+                       and left < o_left + o_width and o_left < left + width)
+            assert not overlap, f'{name} overlaps a training or validation region of {filename}'
+    dataset = CrosstalkDataset({'dataroot_gt': os.path.join(root, 'test_color.lmdb'), 'phase': 'test'})
+    assert len(dataset) == 12
+    for index in range(len(dataset)):
+        gt = dataset[index]['gt']
+        assert gt.shape == (3, 256, 256) and (gt[0] - gt[1]).abs().mean() > 0.01  # colour, not grey

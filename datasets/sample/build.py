@@ -1,4 +1,4 @@
-"""Build ``train.lmdb`` and ``val.lmdb`` from photographs shipped inside scikit-image.
+"""Build ``train.lmdb``, ``val.lmdb``, ``test.lmdb`` and ``test_color.lmdb`` from photographs shipped inside scikit-image.
 
 Usage (from the repository root, with the plugin installed)::
 
@@ -40,6 +40,22 @@ SOURCES = {
         ('coins', 'coins.png', 'centre'),  # grey; Brooklyn Museum Collection; no known copyright restrictions
         ('brick', 'brick.png', 'centre'),  # grey texture; CC0Textures (Bricks25), CC0
         ('gravel', 'gravel.png', 'centre'),  # grey texture; CC0Textures (Gravel04), CC0
+    ],
+    # 12 colour crops 256x256 that overlap no training or validation region, to rank models. Of the colour
+    # photographs skimage ships with a stated licence, only these three have room left outside those regions.
+    'test_color': [
+        ('ihc_tl', 'ihc.png', (0, 0, 256, 256)),  # the four quadrants; no known copyright restrictions
+        ('ihc_tr', 'ihc.png', (0, 256, 256, 256)),
+        ('ihc_bl', 'ihc.png', (256, 0, 256, 256)),
+        ('ihc_br', 'ihc.png', (256, 256, 256, 256)),
+        ('hubble_tl', 'hubble_deep_field.jpg', (0, 0, 256, 256)),  # corners, away from the val centre crop
+        ('hubble_tr', 'hubble_deep_field.jpg', (0, 744, 256, 256)),
+        ('hubble_bl', 'hubble_deep_field.jpg', (616, 0, 256, 256)),
+        ('hubble_br', 'hubble_deep_field.jpg', (616, 744, 256, 256)),
+        ('retina_top', 'retina.jpg', (150, 577, 256, 256)),  # around the training region (450-962)
+        ('retina_bottom', 'retina.jpg', (1000, 577, 256, 256)),
+        ('retina_left', 'retina.jpg', (577, 150, 256, 256)),
+        ('retina_right', 'retina.jpg', (577, 1000, 256, 256)),
     ],
 }
 

@@ -21,15 +21,16 @@ TINY_NAFNET = {'type': 'NAFNet', 'img_channel': 3, 'width': 8, 'middle_blk_num':
 
 @register(ARCH_REGISTRY)
 class KernelProbeNet(nn.Module):
-    """Test network with the NewBP contract: S = w * x, Ŷ = K * S (K from the batch)."""
+    """Test network with the NewBP contract: S = w * x, Ŷ = K * S (K from the batch); records the batch's
+    kernel and noise parameters (as KernelAwareNAFNet takes them)."""
 
     def __init__(self):
         super().__init__()
         self.w = nn.Parameter(torch.ones(1))
-        self.seen_kernel = None
+        self.seen_kernel = self.seen_noise = None
 
-    def forward(self, x, kernel=None, return_s=False):
-        self.seen_kernel = kernel
+    def forward(self, x, kernel=None, return_s=False, noise=None):
+        self.seen_kernel, self.seen_noise = kernel, noise
         s = self.w * x
         y = s if kernel is None else torch.cat([crosstalk(s[i:i + 1], kernel[i]) for i in range(x.size(0))])
         return (y, s) if return_s else y
@@ -317,20 +318,6 @@ def test_validation_saves_the_input_and_ground_truth_once_beside_y_and_s(tmp_pat
     np.testing.assert_array_equal(last_s, s_to_image(model.s[0], kind))  # drawn as the network's kind of S
 
 
-@register(ARCH_REGISTRY)
-class NoiseProbeNet(nn.Module):
-    """Test network that takes the batch's noise parameters (as KernelAwareNAFNet does) and records them."""
-
-    def __init__(self):
-        super().__init__()
-        self.w = nn.Parameter(torch.ones(1))
-        self.seen_noise = None
-
-    def forward(self, x, kernel=None, noise=None):
-        self.seen_noise = noise
-        return self.w * x
-
-
 def test_the_noise_drawn_for_each_sample_reaches_the_network(tmp_path):
     from torch.utils.data import default_collate
 
@@ -341,7 +328,7 @@ def test_the_noise_drawn_for_each_sample_reaches_the_network(tmp_path):
                                 'noise': {'type': 'poisson_gaussian', 'gain': {'uniform': [0.001, 0.01]},
                                           'read_sigma': 0.002}})
     data = default_collate([dataset[0], dataset[1]])
-    model = build_model(make_opt(tmp_path, network={'type': 'NoiseProbeNet'}))
+    model = build_model(make_opt(tmp_path, network={'type': 'KernelProbeNet'}))
     model.feed_data(data)
     model.optimize_parameters(1)
     seen = model.get_bare_model(model.net_g).seen_noise

@@ -23,6 +23,7 @@ from newbp_plugin.archs.nafnet_arch import NAFNet
 from newbp_plugin.ops.data_step import data_step
 from newbp_plugin.registration import register
 from newbp_plugin.sensor import physical_kernel, select_kernel
+from newbp_plugin.sensor.noise import noise_variance_map
 from newbp_plugin.sensor.optics import SensorOptics
 
 
@@ -83,9 +84,8 @@ class KernelAwareNAFNet(nn.Module):
             gain, read = (torch.full(light.shape[:2], value, dtype=light.dtype, device=light.device)
                           for value in self.default_noise)
         else:
-            gain, read = (noise[key].to(light) for key in ('gain', 'read_sigma'))
-        variance = gain[..., None, None] * light.clamp(min=0) + read[..., None, None].square()
-        return variance.mean(1, keepdim=True).sqrt()
+            gain, read = noise['gain'], noise['read_sigma']
+        return noise_variance_map(light, gain, read).mean(1, keepdim=True).sqrt()
 
     def forward(self, x, kernel=None, noise=None):
         kernel = select_kernel(kernel, self.kernel, 'KernelAwareNAFNet')

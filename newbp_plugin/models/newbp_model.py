@@ -84,15 +84,19 @@ class NewBPModel(SRModel):
         self.input_sums = None  # accumulated while the first validation of a dataset runs
         super().__init__(opt)
 
+    def _forward_takes(self, argument):
+        """Whether ``net_g.forward`` takes ``argument``."""
+        return argument in inspect.signature(self.get_bare_model(self.net_g).forward).parameters
+
     @property
     def net_takes_kernel(self):
         """Whether ``net_g.forward`` takes the per-sample ``kernel`` (the NewBP head does)."""
-        return 'kernel' in inspect.signature(self.get_bare_model(self.net_g).forward).parameters
+        return self._forward_takes('kernel')
 
     @property
     def net_returns_s(self):
         """Whether ``net_g.forward`` can return ``(Ŷ, S)`` (``return_s``)."""
-        return 'return_s' in inspect.signature(self.get_bare_model(self.net_g).forward).parameters
+        return self._forward_takes('return_s')
 
     # ----------------------------------------------------------------- training
     def init_training_settings(self):
@@ -153,7 +157,7 @@ class NewBPModel(SRModel):
         kwargs = {}
         if self.net_takes_kernel and self.kernel is not None:
             kwargs['kernel'] = self.kernel
-        if 'noise' in inspect.signature(self.get_bare_model(net).forward).parameters and self.noise is not None:
+        if self._forward_takes('noise') and self.noise is not None:
             kwargs['noise'] = self.noise  # the noise parameters drawn for each sample of the batch
         if self.net_returns_s:
             return net(x, return_s=True, **kwargs)

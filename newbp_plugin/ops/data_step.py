@@ -2,6 +2,7 @@
 import torch
 import torch.nn.functional as F
 
+from .converse import converse2d
 from .newbp import PADDING_MODES, TORCH_PAD_MODES, check_kernel_layout
 from .otf import psf2otf
 from .regularised_solve import regularised_solve
@@ -11,8 +12,8 @@ def data_step(x, kernel, alpha, x0=None, padding=None, padding_mode='reflect'):
     """``z* = argmin_z ||x - K z||² + α ||z - x0||²``, per sample, in closed form at every frequency.
 
     Solved in the residual form ``z = x0 + (KᵀK + α)⁻¹ Kᵀ (x - K x0)``, which never divides by α
-    (the stable form of :func:`newbp_plugin.ops.converse2d`), with the OTF in float64. Depthwise
-    kernels are a division per frequency, channel-mixing kernels a C×C solve per frequency. The
+    with the OTF in float64: depthwise kernels through :func:`newbp_plugin.ops.converse2d` (a division
+    per frequency), channel-mixing kernels by a C×C solve per frequency. The
     FFT treats the grid as periodic: x and x0 are first extended by ``padding`` pixels on each side
     (``padding_mode``), so that the wrap-around seam lies outside the image, and the result is cropped.
 
@@ -36,16 +37,15 @@ def data_step(x, kernel, alpha, x0=None, padding=None, padding_mode='reflect'):
     if padding:
         pad = (padding, ) * 4
         x, x0 = (F.pad(image, pad, mode=TORCH_PAD_MODES[padding_mode]) for image in (x, x0))
-    shape = x.shape[-2:]
-    complex_dtype = torch.complex128 if x.dtype == torch.float64 else torch.complex64
-    otf = psf2otf(kernel.to(torch.float64), shape).to(complex_dtype)
-    x0_hat = torch.fft.rfft2(x0)
-    if otf.dim() == 5:  # channel-mixing: (K x0)_c = Σ_c' K[c, c'] * x0_c'
-        blurred_x0_hat = (otf * x0_hat.unsqueeze(-4)).sum(-3)
-    else:
-        blurred_x0_hat = otf * x0_hat
-    correction, _ = regularised_solve(otf, torch.fft.rfft2(x) - blurred_x0_hat, alpha)
-    z = x0 + torch.fft.irfft2(correction, s=shape)
+    if kernel.dim() < 5:  # depthwise: the reverse convolution itself, at scale 1
+        z = converse2d(x, kernel, alpha, x0=x0)
+    else:  # channel-mixing: (K x0)_c = Σ_c' K[c, c'] * x0_c', and a C×C solve per frequency
+        shape = x.shape[-2:]
+        complex_dtype = torch.complex128 if x.dtype == torch.float64 else torch.complex64
+        otf = psf2otf(kernel.to(torch.float64), shape).to(complex_dtype)
+        blurred_x0_hat = (otf * torch.fft.rfft2(x0).unsqueeze(-4)).sum(-3)
+        correction, _ = regularised_solve(otf, torch.fft.rfft2(x) - blurred_x0_hat, alpha)
+        z = x0 + torch.fft.irfft2(correction, s=shape)
     return z[..., padding:padding + height, padding:padding + width].to(out_dtype)
 
 

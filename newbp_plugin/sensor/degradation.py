@@ -2,7 +2,7 @@
 import torch
 
 from newbp_plugin.ops.color import srgb_to_linear
-from newbp_plugin.sensor.noise import add_noise, quantize
+from newbp_plugin.sensor.noise import add_noise, noise_variance_map, quantize
 from newbp_plugin.sensor.optics import SensorOptics
 
 
@@ -62,8 +62,8 @@ def noise_variance(draws, degraded):
         Tensor: (B, C, 1, 1) σ² per channel.
     """
     optics = batch_optics(draws)
-    gain, read_sigma = (draws[key].to(degraded)[..., None, None] for key in ('gain', 'read_sigma'))
-    variance = gain * optics.to_linear(degraded).mean((-2, -1), keepdim=True) + read_sigma.square()
+    variance = noise_variance_map(optics.to_linear(degraded), draws['gain'], draws['read_sigma']).mean(
+        (-2, -1), keepdim=True)
     bits = draws['quantize'].to(degraded.device)
     step = torch.where(bits > 0, 1 / (2**bits.to(degraded) - 1), torch.zeros_like(bits, dtype=degraded.dtype))
     step = step[:, None, None, None]

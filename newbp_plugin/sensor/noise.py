@@ -197,6 +197,19 @@ def add_noise(signal, gain, read_sigma, seeds):
     return noisy
 
 
+def noise_variance_map(light, gain, read_sigma):
+    """The variance of the noise of :func:`add_noise` at each pixel, ``gain · max(b, 0) + read_sigma²``.
+
+    Args:
+        light (Tensor): (B, C, H, W) the signal b (linear light when the sensor works in it).
+        gain, read_sigma (Tensor): (B, C) the noise parameters (as drawn, or assumed).
+
+    Returns:
+        Tensor: (B, C, H, W), in the units of ``light`` squared.
+    """
+    return gain.to(light)[..., None, None] * light.clamp(min=0) + read_sigma.to(light)[..., None, None].square()
+
+
 def quantize(image, bits):
     """``round(image · (2^q - 1)) / (2^q - 1)`` per sample, as a file stores it.
 

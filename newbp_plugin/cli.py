@@ -134,10 +134,23 @@ def _run_basicsr_pipeline(command, args):
     module.parse_options = parse_then_check
     try:
         pipeline(os.getcwd())
+        _leave_process_group()
     finally:
         sys.argv = saved_argv
         module.parse_options = parse_options
     return 0
+
+
+def _leave_process_group():
+    """Wait for every rank, then destroy the process group a ``--launcher`` run initialised.
+
+    BasicSR never destroys it: a rank that exits while rank 0 still validates takes gloo's threads
+    down with it, and the C++ runtime aborts (SIGABRT, "terminate called without an active exception").
+    """
+    import torch.distributed as dist
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
 
 
 def _train(parsed, rest):

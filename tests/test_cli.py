@@ -107,6 +107,26 @@ def test_flags_reach_basicsr_parser(tmp_path, monkeypatch):
     assert opt['path']['results_root'] == str(tmp_path / 'results' / 'debug_y')
 
 
+def test_finished_run_leaves_the_process_group(tmp_path, monkeypatch):
+    """A --launcher run's process group is destroyed once the pipeline returns (BasicSR leaves it up)."""
+    import basicsr.test
+    import torch.distributed as dist
+    opt_file = tmp_path / 'x.yml'
+    opt_file.write_text('name: x\nmodel_type: SRModel\nnum_gpu: 0\ndatasets: {}\npath: {}\nval: {}\n')
+
+    def join_group(root_path):
+        dist.init_process_group('gloo', init_method=f'file://{tmp_path / "store"}', rank=0, world_size=1)
+
+    monkeypatch.setattr(basicsr.test, 'test_pipeline', join_group)
+    monkeypatch.chdir(tmp_path)
+    try:
+        assert cli.main(['test', '-opt', str(opt_file)]) == 0
+        assert not dist.is_initialized()
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
 def test_kernels_list_names_every_registered_type(capsys):
     from newbp_plugin.kernels import KERNEL_REGISTRY
     assert cli.main(['kernels', 'list']) == 0

@@ -215,7 +215,7 @@ def _restore(parsed, rest):
     _command_line_plugins(parsed)
     failures, total = restore(parsed.input, parsed.output, parsed.weights, arch=parsed.arch, kernel=parsed.kernel,
                               tile=parsed.tile, tile_overlap=parsed.tile_overlap, save_s=parsed.save_s,
-                              device=parsed.device, param_key=parsed.param_key)
+                              device=parsed.device, param_key=parsed.param_key, noise=parsed.noise)
     for path, message in failures:
         print(f'{PROG} restore: failed: {path}: {message}', file=sys.stderr)
     print(f'restored {total - len(failures)} of {total} images into {parsed.output}')
@@ -277,8 +277,12 @@ def build_parser():
     restore.add_argument('--weights', required=True, help='the checkpoint, .pth')
     restore.add_argument('--arch', help='network options: a YAML file (its network_g) or inline YAML; default: '
                          'experiments/<name>/*.yml when the weights are in experiments/<name>/models/')
-    restore.add_argument('--kernel', help='sensor kernel spec for NewBP networks (as basicsr kernels show); '
+    restore.add_argument('--kernel', help='sensor kernel for networks that take K (NewBP, KernelAwareNAFNet): a spec '
+                         '(as basicsr kernels show) or a PSF file; '
                          "default: the network's own")
+    restore.add_argument('--noise', help="the sensor's noise for kernel-aware networks, in linear light: 'estimate' "
+                         "(from each image; the default) or a spec, e.g. '{type: poisson_gaussian, gain: 0.002, "
+                         "read_sigma: 0.003}'")
     restore.add_argument('--tile', type=int, help='tile side [px] for large images (e.g. 512); default: whole image')
     restore.add_argument('--tile-overlap', type=int, default=32, help='pixels shared by tiles (default: 32)')
     restore.add_argument('--save-s', action='store_true', help='also write S (NewBP networks): NAME_S.png, NAME_S.npy')

@@ -16,9 +16,10 @@ from basicsr.utils import tensor2img
 
 from newbp_plugin.inference.network import load_network, run_network
 from newbp_plugin.benchmark.runner import Benchmark
-from newbp_plugin.data.crosstalk_dataset import CrosstalkDataset
+from newbp_plugin.data.crosstalk_dataset import CrosstalkDataset, degrade_batch
 from newbp_plugin.models.newbp_model import parse_model_options
 from newbp_plugin.pictures import BACKGROUND, BAR_WIDTH, LABEL_HEIGHT
+from newbp_plugin.sensor.noise_estimate import estimate_noise
 from tests.conftest import run_basicsr, write_smooth_images
 from tests.test_data_dataset import lq_of
 
@@ -260,3 +261,31 @@ def test_a_channel_mixing_kernel_goes_through_the_benchmark(tmp_path):
     assert psnr['wiener'] > psnr['input'] + 3 and psnr['rl'] > psnr['input'] + 1
     with pytest.raises(ValueError, match='methods:c: Converse2D inverts depthwise kernels only; mix / low mixes'):
         Benchmark(dict(opt, methods={'c': {'type': 'converse'}}))
+
+
+def test_a_kernel_aware_network_is_given_the_drawn_or_estimated_noise(tmp_path):
+    """noise: oracle hands the parameters drawn for each image over; noise: estimate what X shows."""
+    network_g = {'type': 'KernelAwareNAFNet', 'width': 8, 'enc_blk_nums': [1], 'dec_blk_nums': [1]}
+    torch.manual_seed(0)
+    net = build_network(network_g).eval()
+    torch.nn.init.normal_(net.noise_embeddings[0].weight, std=5.0)  # the noise map changes the output
+    torch.save({'params': net.state_dict()}, tmp_path / 'ka.pth')
+    folder = write_smooth_images(tmp_path / 'clean', 2, size=24)
+    noise = {'type': 'poisson_gaussian', 'gain': {'uniform': [0.001, 0.01]}, 'read_sigma': 0.01, 'quantize': 8}
+    method = {'type': 'network', 'weights': str(tmp_path / 'ka.pth'), 'network_g': network_g}
+    opt = tiny_options(folder, kernels={'gauss': KERNELS['gauss']}, noises={'shot': noise},
+                       methods={'oracle': method, 'estimate': dict(method, noise='estimate')})
+    rows = json.load(open(osp.join(Benchmark(opt).run(str(tmp_path)), 'benchmark.json'), encoding='utf-8'))['rows']
+    psnr = {row['method']: [image['psnr'] for image in row['images'].values()] for row in rows}
+    dataset = CrosstalkDataset({'dataroot_gt': str(folder), 'phase': 'test', 'kernel': KERNELS['gauss'],
+                                'noise': noise, 'val_seed': opt['seed']})
+    for index in range(2):
+        batch = torch.utils.data.default_collate([dataset[index]])
+        x = degrade_batch(batch)
+        for name, given in (('oracle', {key: batch['sensor'][key] for key in ('gain', 'read_sigma')}),
+                            ('estimate', estimate_noise(x))):
+            with torch.no_grad():
+                restored = net(x, kernel=batch['kernel'], noise=given)
+            expected = calculate_psnr(tensor2img([restored]), tensor2img([batch['gt']]), crop_border=0)
+            assert psnr[name][index] == pytest.approx(expected, abs=1e-6)
+    assert psnr['oracle'] != psnr['estimate']

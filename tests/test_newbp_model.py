@@ -10,6 +10,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from newbp_plugin.archs.checkpoint import load_checkpoint
+from newbp_plugin.archs.forward_arguments import forward_takes
 from newbp_plugin.models.newbp_model import NewBPModel
 from newbp_plugin.pictures import s_to_image
 from newbp_plugin.ops import crosstalk
@@ -80,7 +81,7 @@ def test_batch_kernel_reaches_network_and_redegradation_loss(tmp_path):
                    train={'redegradation_opt': {'type': 'RedegradationLoss', 'padding_mode': 'zeros'},
                           'precompensation_opt': {'type': 'PrecompensationRegularizer'}})
     model = build_model(opt)
-    assert isinstance(model, NewBPModel) and model.net_takes_kernel and model.net_returns_s
+    assert isinstance(model, NewBPModel) and forward_takes(model.get_bare_model(model.net_g), 'kernel') and model.net_returns_s
     data = batch(kernel=kernel)
     model.feed_data(data)
     model.optimize_parameters(1)

@@ -134,6 +134,7 @@ def test_newbp_network_saves_s_and_takes_a_kernel(tmp_path, output, kind):
 @pytest.mark.parametrize('kwargs, message', [
     ({'save_s': True}, '--save-s: NAFNet has no S'),
     ({'kernel': 'crosstalk'}, '--kernel: NAFNet takes no kernel'),
+    ({'noise': 'estimate'}, '--noise: NAFNet takes no noise level'),
     ({'arch': '{width: 8}'}, 'network options are a mapping with a type'),
     ({'arch': '{type: NAFNet, width: 16}'}, 'do not match NAFNet.*shape mismatch'),
     ({'weights': 'missing.pth'}, 'weights not found: missing.pth'),
@@ -151,3 +152,71 @@ def test_single_file_output_keeps_the_format(tmp_path):
     cv2.imwrite(str(tmp_path / 'a.png'), photo(16))
     with pytest.raises(ValueError, match='keeps the format of the input'):
         restore(str(tmp_path / 'a.png'), str(tmp_path / 'b.jpg'), ZOO_WEIGHTS, arch=INLINE_ARCH)
+
+
+KERNEL_AWARE_ARCH = {'type': 'KernelAwareNAFNet', 'width': 8, 'enc_blk_nums': [1], 'dec_blk_nums': [1]}
+BLUR = '{type: gaussian, sigma: 1.0}'
+
+
+@pytest.fixture(scope='module')
+def kernel_aware_weights(tmp_path_factory):
+    """A KernelAwareNAFNet with random weights, its noise map live (non-zero embedding), and its training YAML."""
+    torch.manual_seed(0)
+    net = build_network(dict(KERNEL_AWARE_ARCH))
+    torch.nn.init.normal_(net.noise_embeddings[0].weight, std=5.0)
+    folder = tmp_path_factory.mktemp('kernel_aware')
+    torch.save({'params': net.state_dict()}, folder / 'net.pth')
+    (folder / 'train.yml').write_text(yaml.safe_dump({'name': 'x', 'network_g': KERNEL_AWARE_ARCH}))
+    return folder
+
+
+def restored_with(folder, tmp_path, noise):
+    cv2.imwrite(str(tmp_path / 'a.png'), photo(32))
+    out = tmp_path / f'out_{abs(hash(noise))}.png'
+    failures, _ = restore(str(tmp_path / 'a.png'), str(out), str(folder / 'net.pth'), arch=str(folder / 'train.yml'),
+                          kernel=BLUR, noise=noise, device='cpu')
+    assert failures == []
+    return cv2.imread(str(out))
+
+
+def expected_output(folder, noise):
+    """The network called directly on the photo, with K and the noise parameters given: BGR uint8."""
+    from newbp_plugin.kernels import build_kernel
+    net = build_network(dict(KERNEL_AWARE_ARCH))
+    net.load_state_dict(torch.load(folder / 'net.pth', weights_only=True)['params'])
+    x = torch.from_numpy(np.ascontiguousarray(photo(32)[..., ::-1].transpose(2, 0, 1))).float().div(255)[None]
+    kernel = torch.from_numpy(build_kernel({'type': 'gaussian', 'sigma': 1.0}))[None, None].expand(1, 3, -1, -1)
+    with torch.no_grad():
+        y = net.eval()(x, kernel=kernel, noise=noise(x) if callable(noise) else noise)
+    return np.round(y[0].clamp(0, 1).numpy().transpose(1, 2, 0)[..., ::-1] * 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize('noise, parameters', [
+    ('{type: poisson_gaussian, gain: 0.004, read_sigma: 0.002}',
+     {'gain': torch.full((1, 3), 0.004), 'read_sigma': torch.full((1, 3), 0.002)}),
+    ('{type: gaussian, sigma: [0.01, 0.02, 0.03]}',
+     {'gain': torch.zeros(1, 3), 'read_sigma': torch.tensor([[0.01, 0.02, 0.03]])}),
+    (None, 'estimate'),  # the default: each image's level estimated from it
+])
+def test_kernel_aware_network_is_given_the_noise_level(tmp_path, kernel_aware_weights, noise, parameters):
+    from newbp_plugin.sensor.noise_estimate import estimate_noise
+    expected = expected_output(kernel_aware_weights, estimate_noise if parameters == 'estimate' else parameters)
+    out = restored_with(kernel_aware_weights, tmp_path, noise)
+    assert np.abs(out.astype(int) - expected).max() <= 1
+    other = restored_with(kernel_aware_weights, tmp_path, '{type: gaussian, sigma: 0.2}')
+    assert np.abs(other.astype(int) - expected).max() > 10  # the level matters
+
+
+@pytest.mark.parametrize('noise, message', [
+    ('{type: gaussian, sigma: {uniform: [0.01, 0.02]}}', 'a range; restoring needs the one level'),
+    ('{type: none}', 'is no noise: KernelAwareNAFNet weighs its data step'),
+    ('{type: poisson, gain: 0.01}', "noise.type must be one of .*give 'estimate' or a spec"),
+    ('{type: gaussian, sigma: 0.01, gian: 2}', 'noise.gian is not an option of type gaussian'),
+    ('estimat', 'noise must be a mapping'),
+])
+def test_kernel_aware_bad_noise_fails_before_any_file(tmp_path, kernel_aware_weights, noise, message):
+    cv2.imwrite(str(tmp_path / 'a.png'), photo(16))
+    with pytest.raises(ValueError, match=message):
+        restore(str(tmp_path / 'a.png'), str(tmp_path / 'b.png'), str(kernel_aware_weights / 'net.pth'),
+                arch=str(kernel_aware_weights / 'train.yml'), kernel=BLUR, noise=noise, device='cpu')
+    assert not osp.exists(tmp_path / 'b.png')

@@ -34,6 +34,7 @@ Options (YAML; an unknown key fails naming it)::
         weights: experiments/pretrained_models/NAFNet-GoPro-width32.pth
         network_g: {type: NAFNet, width: 32, ...}  # or a YAML path; default: beside the weights
         param_key: params              # optional (default params), strict: true, tile: ~, tile_overlap: 32
+        noise: oracle                  # kernel-aware networks: oracle (the drawn parameters) | estimate (from X)
     metrics:                           # optional; BasicSR's val.metrics; default: PSNR and SSIM, RGB and Y
       psnr: {type: calculate_psnr, crop_border: 0, test_y_channel: false}
     figure:                            # optional: benchmark.png, the same crop of one image from every method
@@ -46,7 +47,10 @@ Options (YAML; an unknown key fails naming it)::
 The classical methods are given the oracle kernel (the one the image was degraded with) and the
 oracle noise level, :func:`newbp_plugin.sensor.degradation.noise_variance` of the parameters drawn
 for that image; a network is given the kernel when its ``forward``
-takes ``kernel`` (NewBP networks), and its S is kept for the figure when it returns one.
+takes ``kernel`` (NewBP networks, KernelAwareNAFNet), the noise parameters drawn for the image when it
+takes ``noise`` (KernelAwareNAFNet; or, with ``noise: estimate``, the parameters
+:func:`newbp_plugin.sensor.noise_estimate.estimate_noise` finds in the degraded image), and its S
+is kept for the figure when it returns one.
 """
 import inspect
 import itertools
@@ -61,6 +65,7 @@ from basicsr.utils.registry import METRIC_REGISTRY
 from torch.utils.data import default_collate
 from tqdm import tqdm
 
+from newbp_plugin.archs.forward_arguments import forward_takes
 from newbp_plugin.benchmark import classical
 from newbp_plugin.inference.network import load_network, network_options, run_network
 from newbp_plugin.benchmark.report import write_reports
@@ -68,6 +73,7 @@ from newbp_plugin.data.crosstalk_dataset import CrosstalkDataset, degrade_batch
 from newbp_plugin.options import REQUIRED, Option, check_options, is_bool, is_int, one_of, optional, parse_options
 from newbp_plugin.pictures import s_kind
 from newbp_plugin.sensor.degradation import noise_variance
+from newbp_plugin.sensor.noise_estimate import estimate_noise
 
 OWNER = 'benchmark options'
 
@@ -106,17 +112,19 @@ CLASSICAL_SUPPLIED = ('x', 'kernel', 'noise_var', 'linear_light')  # given by th
 NETWORK_OPTIONS = {'weights': Option(), 'network_g': Option(None), 'param_key': Option('params'),
                    'strict': Option(True, is_bool, 'true or false'),
                    'tile': Option(None, optional(lambda value: is_int(value, 1)), 'null or a positive integer'),
-                   'tile_overlap': Option(32, lambda value: is_int(value, 0), 'an integer >= 0')}
+                   'tile_overlap': Option(32, lambda value: is_int(value, 0), 'an integer >= 0'),
+                   'noise': Option('oracle', one_of(('oracle', 'estimate')), 'oracle or estimate')}
 METHOD_TYPES = ('identity', 'network') + tuple(CLASSICAL)
 
 
 class Method:
     """One restoration method of the benchmark, built from its options.
 
-    ``method(x, kernel, noise_var)`` -> ``(Ŷ, S or None)``, with x (1, C, H, W) on the device, the
-    oracle kernel of the batch ((1, C, S, S) or channel-mixing (1, C, C, S, S):
-    :mod:`newbp_plugin.sensor.layout`) and the oracle σ² (1, C, 1, 1) of
-    :func:`newbp_plugin.sensor.degradation.noise_variance`.
+    ``method(x, kernel, noise_var, noise)`` -> ``(Ŷ, S or None)``, with x (1, C, H, W) on the device,
+    the oracle kernel of the batch ((1, C, S, S) or channel-mixing (1, C, C, S, S):
+    :mod:`newbp_plugin.sensor.layout`), the oracle σ² (1, C, 1, 1) of
+    :func:`newbp_plugin.sensor.degradation.noise_variance` and the drawn noise parameters
+    ``{'gain': (1, C), 'read_sigma': (1, C)}`` (None in the dry run of a classical method).
 
     Args:
         name (str): the method's name in the tables.
@@ -140,7 +148,7 @@ class Method:
                 self.net = load_network(arch, options['weights'], options['param_key'], options['strict'], device)
             except ValueError as error:
                 raise ValueError(f'{OWNER}: {where}: {error}') from None
-            self.tile, self.tile_overlap = options['tile'], options['tile_overlap']
+            self.tile, self.tile_overlap, self.noise = options['tile'], options['tile_overlap'], options['noise']
         else:
             function = CLASSICAL[self.type]
             valid = [key for key in inspect.signature(function).parameters if key not in CLASSICAL_SUPPLIED]
@@ -148,15 +156,17 @@ class Method:
             self.options = options
             self.takes_noise = all(key not in options for key in ('balance', 'lam'))
             try:  # a bad value fails now, not after the first images: a dry run on a tiny image
-                self(torch.ones(1, 3, 8, 8), torch.ones(1, 3, 1, 1), torch.full((1, 3, 1, 1), 1e-4))
+                self(torch.ones(1, 3, 8, 8), torch.ones(1, 3, 1, 1), torch.full((1, 3, 1, 1), 1e-4), None)
             except (ValueError, TypeError) as error:
                 raise ValueError(f'{OWNER}: {where}: {error}') from None
 
-    def __call__(self, x, kernel, noise_var):
+    def __call__(self, x, kernel, noise_var, noise):
         if self.type == 'identity':
             return x, None
         if self.type == 'network':
-            return run_network(self.net, x, kernel, self.tile, self.tile_overlap)
+            if self.noise == 'estimate' and forward_takes(self.net, 'noise'):
+                noise = estimate_noise(x, linear_light=self.linear_light)
+            return run_network(self.net, x, kernel, noise, self.tile, self.tile_overlap)
         noise = {'noise_var': noise_var} if self.takes_noise else {}
         restored = CLASSICAL[self.type](x, kernel.to(x), linear_light=self.linear_light, **noise, **self.options)
         return restored, None
@@ -249,13 +259,14 @@ class Benchmark:
                 kernel, gt = batch['kernel'], batch['gt']
                 x = degrade_batch(batch, self.device)
                 noise_var = noise_variance(batch['sensor'], x)
+                noise = {key: batch['sensor'][key] for key in ('gain', 'read_sigma')}  # the oracle parameters
                 gt_img = tensor2img([gt])
                 in_figure = index == self.figure['image']
                 if in_figure:
                     figure_row['tiles'].append(('clean', gt, None, None))
                 for method in self.methods:
                     progress.set_postfix_str(f'{kernel_name} / {noise_name}: {method.name}')
-                    args = (x, kernel, noise_var)
+                    args = (x, kernel, noise_var, noise)
                     if method.name not in warmed_up:
                         method(*args)
                         warmed_up.add(method.name)

@@ -4,7 +4,6 @@ Shared by ``basicsr benchmark`` (network methods) and ``basicsr restore``.
 """
 import copy
 import glob
-import inspect
 import os.path as osp
 import pickle
 
@@ -13,6 +12,7 @@ import yaml
 from basicsr.archs import build_network
 
 from newbp_plugin.archs.checkpoint import CheckpointMismatchError, load_checkpoint
+from newbp_plugin.archs.forward_arguments import forward_takes, sensor_arguments
 from newbp_plugin.ops.tiling import tiled_forward
 from newbp_plugin.sensor_block import hand_to_network
 
@@ -109,31 +109,28 @@ def load_network(options, weights, param_key='params', strict=True, device='cpu'
     return net.eval().to(device)
 
 
-def forward_arguments(net):
-    """``(takes_kernel, returns_s)``: whether ``net.forward`` takes ``kernel`` and ``return_s`` (NewBP)."""
-    parameters = inspect.signature(net.forward).parameters
-    return 'kernel' in parameters, 'return_s' in parameters
-
-
 @torch.no_grad()
-def run_network(net, x, kernel=None, tile=None, tile_overlap=32):
+def run_network(net, x, kernel=None, noise=None, tile=None, tile_overlap=32):
     """``(Ŷ, S)`` of a restoration network on ``x``; S is None unless the network returns it.
 
     Args:
         net (nn.Module): from :func:`load_network`.
         x (Tensor): (B, C, H, W) degraded images in [0, 1], sRGB-encoded as the training data.
-        kernel (Tensor | None): the sensor kernel in the layouts of
-            :func:`newbp_plugin.archs.converse_arch.physical_kernel`, passed when ``net.forward``
-            takes ``kernel``; None: the network's own.
+        kernel (Tensor | None): the sensor kernel (layouts of :mod:`newbp_plugin.sensor.layout`),
+            passed when ``net.forward`` takes ``kernel``; None: the network's own.
+        noise (dict | None): ``{'gain': (B, C), 'read_sigma': (B, C)}``, passed when ``net.forward``
+            takes ``noise`` (KernelAwareNAFNet); None: the network's default.
         tile (int | None): tile side [px] for :func:`newbp_plugin.ops.tiling.tiled_forward`;
-            None: the whole image at once.
+            None: the whole image at once. Every tile is given the image's kernel and noise.
         tile_overlap (int): pixels shared by neighbouring tiles. Default: 32.
 
     Returns:
         tuple[Tensor, Tensor | None]: Ŷ (B, C, H, W) and S (B, C, H, W) or None.
     """
-    takes_kernel, returns_s = forward_arguments(net)
-    kwargs = {'kernel': kernel.to(x)} if takes_kernel and kernel is not None else {}
+    if noise is not None:
+        noise = {key: value.to(x) for key, value in noise.items()}
+    kwargs = sensor_arguments(net, None if kernel is None else kernel.to(x), noise)
+    returns_s = forward_takes(net, 'return_s')
     if returns_s:
         kwargs['return_s'] = True
 

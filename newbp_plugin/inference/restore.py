@@ -1,7 +1,7 @@
 """``basicsr restore``: a trained network on image files, bit depth and format kept.
 
-``basicsr restore -i IN -o OUT --weights W.pth [--arch A] [--kernel SPEC] [--tile 512 --tile-overlap 32]
-[--save-s] [--device cpu|cuda]``
+``basicsr restore -i IN -o OUT --weights W.pth [--arch A] [--kernel SPEC] [--noise SPEC|estimate]
+[--tile 512 --tile-overlap 32] [--save-s] [--device cpu|cuda]``
 
 - IN is an image or a folder (its PNG, TIFF and JPEG files, not recursive); OUT is then a file
   (an existing folder: the file goes in it, same name) or a folder (created), same file names.
@@ -18,12 +18,16 @@ import os.path as osp
 import cv2
 import numpy as np
 import torch
+import yaml
 from tqdm import tqdm
 
-from newbp_plugin.inference.network import forward_arguments, load_network, network_options, run_network
+from newbp_plugin.archs.forward_arguments import forward_takes
+from newbp_plugin.inference.network import load_network, network_options, run_network
 from newbp_plugin.kernels import parse_kernel_spec
 from newbp_plugin.pictures import s_kind, s_to_image
 from newbp_plugin.sensor import physical_kernel
+from newbp_plugin.sensor.noise import NoiseModel
+from newbp_plugin.sensor.noise_estimate import estimate_noise
 
 _FORMATS = {'.png': 'PNG', '.tif': 'TIFF', '.tiff': 'TIFF', '.jpg': 'JPEG', '.jpeg': 'JPEG'}
 IMAGE_SUFFIXES = tuple(_FORMATS)  # what restore reads and writes, bit depth kept
@@ -55,6 +59,38 @@ def output_paths(input_path, output):
     return [(input_path, output)]
 
 
+NOISE_ESTIMATE = 'estimate'  # --noise: estimate the level of each image from the image
+
+
+def parse_noise_option(text, channels, name):
+    """The noise level of ``--noise``: ``'estimate'``, or ``{'gain': (1, C), 'read_sigma': (1, C)}`` of a fixed spec.
+
+    Args:
+        text (str): ``estimate`` or a noise spec in YAML, e.g. ``'{type: poisson_gaussian, gain: 0.002,
+            read_sigma: 0.003}'`` (:class:`newbp_plugin.sensor.noise.NoiseModel`; in linear light).
+        channels (int): the network's channels.
+        name (str): the network's type, for messages.
+
+    Raises:
+        ValueError: not YAML, not a noise spec, a range (one level is needed), or no noise at all.
+    """
+    if text == NOISE_ESTIMATE:
+        return NOISE_ESTIMATE
+    try:
+        spec = yaml.safe_load(text)
+        model = NoiseModel(spec, channels)
+    except (yaml.YAMLError, ValueError) as error:
+        raise ValueError(f"--noise {text!r}: {error}; give 'estimate' or a spec such as "
+                         "'{type: poisson_gaussian, gain: 0.002, read_sigma: 0.003}'") from None
+    if model.is_random:
+        raise ValueError(f'--noise {text!r}: a range; restoring needs the one level of your camera (or estimate)')
+    level = {key: model.draw(np.random.default_rng(0))[key][None] for key in ('gain', 'read_sigma')}
+    if not (level['gain'] > 0).any() and not (level['read_sigma'] > 0).any():
+        raise ValueError(f"--noise {text!r} is no noise: {name} weighs its data step with K by the noise level, "
+                         "and with none it would invert K outright; give the camera's noise or 'estimate'")
+    return level
+
+
 class Restorer:
     """A loaded network that restores uint8/uint16 images.
 
@@ -63,6 +99,9 @@ class Restorer:
         arch (str | dict | None): network options, see :func:`network_options`.
         kernel (str | None): kernel spec text (:func:`newbp_plugin.kernels.parse_kernel_spec`)
             for networks whose forward takes ``kernel``; None: the network's own.
+        noise (str | None): for networks whose forward takes ``noise`` (KernelAwareNAFNet): a noise
+            spec (:func:`parse_noise_option`) or ``estimate`` (each image's level from the image itself,
+            :func:`newbp_plugin.sensor.noise_estimate.estimate_noise`). Default: estimate.
         tile (int | None): tile side [px]; None: whole images.
         tile_overlap (int): pixels shared by neighbouring tiles.
         save_s (bool): keep S (the network must return it).
@@ -74,7 +113,7 @@ class Restorer:
     """
 
     def __init__(self, weights, arch=None, kernel=None, tile=None, tile_overlap=32, save_s=False, device=None,
-                 param_key='params'):
+                 param_key='params', noise=None):
         if device == 'cuda' and not torch.cuda.is_available():
             raise ValueError('--device cuda: torch sees no CUDA device')
         self.device = torch.device(device or ('cuda' if torch.cuda.is_available() else 'cpu'))
@@ -83,14 +122,19 @@ class Restorer:
         self.options = network_options(arch, weights)
         self.net = load_network(self.options, weights, param_key=param_key, device=self.device)
         name = self.options['type']
-        takes_kernel, returns_s = forward_arguments(self.net)
-        if save_s and not returns_s:
+        takes_kernel, takes_noise = forward_takes(self.net, 'kernel'), forward_takes(self.net, 'noise')
+        if save_s and not forward_takes(self.net, 'return_s'):
             raise ValueError(f'--save-s: {name} has no S (only networks with a NewBP head return one)')
         if kernel is not None and not takes_kernel:
             raise ValueError(f'--kernel: {name} takes no kernel')
         if kernel is None and takes_kernel and getattr(self.net, 'kernel', None) is None:
             raise ValueError(f'{name} has no kernel of its own: give the sensor kernel with --kernel SPEC')
+        if noise is not None and not takes_noise:
+            raise ValueError(f'--noise: {name} takes no noise level')
         self.channels = self.options.get('img_channel', 3)
+        self.noise = None
+        if takes_noise:
+            self.noise = parse_noise_option(NOISE_ESTIMATE if noise is None else noise, self.channels, name)
         self.kernel = None if kernel is None else physical_kernel(parse_kernel_spec(kernel), self.channels, '--kernel')
         self.tile, self.tile_overlap, self.save_s = tile, tile_overlap, save_s
 
@@ -115,7 +159,11 @@ class Restorer:
             colour = np.repeat(colour, 3, axis=2)
         rgb = colour[..., ::-1] if self.channels == 3 else colour
         x = torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1))).float().div(peak)[None]
-        restored, s = run_network(self.net, x.to(self.device), self.kernel, self.tile, self.tile_overlap)
+        x = x.to(self.device)
+        noise = self.noise
+        if noise == NOISE_ESTIMATE:
+            noise = estimate_noise(x, linear_light=getattr(getattr(self.net, 'optics', None), 'linear_light', True))
+        restored, s = run_network(self.net, x, self.kernel, noise, self.tile, self.tile_overlap)
         out = restored[0].float().cpu().clamp(0, 1).numpy().transpose(1, 2, 0)
         out = out[..., ::-1] if self.channels == 3 else out
         if img.ndim == 2 or img.shape[2] == 1:
@@ -141,12 +189,12 @@ class Restorer:
 
 
 def restore(input_path, output, weights, arch=None, kernel=None, tile=None, tile_overlap=32, save_s=False,
-            device=None, param_key='params'):
+            device=None, param_key='params', noise=None):
     """Restore an image or a folder of images (see the module docstring); a progress bar runs.
 
     Args:
         input_path (str), output (str): see :func:`output_paths`.
-        weights, arch, kernel, tile, tile_overlap, save_s, device, param_key: see :class:`Restorer`.
+        weights, arch, kernel, tile, tile_overlap, save_s, device, param_key, noise: see :class:`Restorer`.
 
     Returns:
         tuple[list[tuple[str, str]], int]: ``[(file, reason)]`` of the files that failed, and the
@@ -156,7 +204,7 @@ def restore(input_path, output, weights, arch=None, kernel=None, tile=None, tile
         ValueError: a bad argument, before any file is touched.
     """
     pairs = output_paths(input_path, output)
-    restorer = Restorer(weights, arch, kernel, tile, tile_overlap, save_s, device, param_key)
+    restorer = Restorer(weights, arch, kernel, tile, tile_overlap, save_s, device, param_key, noise)
     failures = []
     for source, destination in tqdm(pairs, unit='image', desc='restore'):
         try:

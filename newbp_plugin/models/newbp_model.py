@@ -1,5 +1,4 @@
 """NewBPModel: BasicSR's SRModel, aware of the sensor kernel and of the pre-compensated map S."""
-import inspect
 import os
 import os.path as osp
 import time
@@ -14,6 +13,7 @@ from basicsr.utils.dist_util import master_only
 from basicsr.utils.registry import MODEL_REGISTRY
 
 from newbp_plugin.archs.checkpoint import load_checkpoint, save_checkpoint_atomic
+from newbp_plugin.archs.forward_arguments import forward_takes, sensor_arguments
 from newbp_plugin.data.crosstalk_dataset import degrade_batch
 from newbp_plugin.ops.tiling import tiled_forward
 from newbp_plugin.options import Option, is_bool, is_int, one_of, optional, parse_options
@@ -84,19 +84,10 @@ class NewBPModel(SRModel):
         self.input_sums = None  # accumulated while the first validation of a dataset runs
         super().__init__(opt)
 
-    def _forward_takes(self, argument):
-        """Whether ``net_g.forward`` takes ``argument``."""
-        return argument in inspect.signature(self.get_bare_model(self.net_g).forward).parameters
-
-    @property
-    def net_takes_kernel(self):
-        """Whether ``net_g.forward`` takes the per-sample ``kernel`` (the NewBP head does)."""
-        return self._forward_takes('kernel')
-
     @property
     def net_returns_s(self):
         """Whether ``net_g.forward`` can return ``(Ŷ, S)`` (``return_s``)."""
-        return self._forward_takes('return_s')
+        return forward_takes(self.get_bare_model(self.net_g), 'return_s')
 
     # ----------------------------------------------------------------- training
     def init_training_settings(self):
@@ -153,12 +144,8 @@ class NewBPModel(SRModel):
                                  'value in both')
 
     def _run(self, net, x):
-        """``(Ŷ, S or None)`` of ``net`` on ``x`` with the batch kernel when the network takes one."""
-        kwargs = {}
-        if self.net_takes_kernel and self.kernel is not None:
-            kwargs['kernel'] = self.kernel
-        if self._forward_takes('noise') and self.noise is not None:
-            kwargs['noise'] = self.noise  # the noise parameters drawn for each sample of the batch
+        """``(Ŷ, S or None)`` of ``net`` on ``x``, given the batch's kernel and noise draws where it takes them."""
+        kwargs = sensor_arguments(self.get_bare_model(self.net_g), self.kernel, self.noise)
         if self.net_returns_s:
             return net(x, return_s=True, **kwargs)
         return net(x, **kwargs), None

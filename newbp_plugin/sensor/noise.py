@@ -132,6 +132,11 @@ class NoiseModel:
         if self.quantize is not None and not self.clip:
             raise NoiseSpecError('noise.quantize needs clip: true (an integer image holds only [0, 1])')
 
+    @property
+    def is_random(self):
+        """Whether a parameter is drawn per image (a random value) rather than fixed."""
+        return any(is_random_value(value) for parameter in self.parameters.values() for value in parameter.values)
+
     def draw(self, rng):
         """This image's noise: its parameters, and the seed of its noise field.
 

@@ -96,9 +96,28 @@ def test_a_zoo_body_keeps_its_function_before_training(tmp_path):
     (dict(stages=0), 'stages must be an integer >= 1'),
     (dict(gain=0, read_sigma=0), 'a noise'),
     (dict(kernel={'type': 'crosstalk', 'left': {'uniform': [0, 0.1]}}), 'random'),
+    (dict(alpha='learned'), 'alpha must be one of per_stage, hyper'),
 ])
 def test_bad_options_are_named(options, message):
     with pytest.raises(ValueError, match=message):
         KernelAwareNAFNet(**TINY, **options)
     with pytest.raises(ValueError, match='no kernel'):
         KernelAwareNAFNet(**TINY)(torch.rand(1, 3, 8, 8))
+
+
+def test_hyper_alpha_starts_as_per_stage_then_follows_the_noise_level():
+    """alpha: hyper: τ_t from log σ̄ by an MLP that starts at init_tau; trained, τ differs between noise levels."""
+    torch.manual_seed(3)
+    per_stage = KernelAwareNAFNet(**TINY, stages=2, kernel=CMOS).double().eval()
+    hyper = KernelAwareNAFNet(**TINY, stages=2, kernel=CMOS, alpha='hyper').double().eval()
+    hyper.load_state_dict(per_stage.state_dict(), strict=False)  # the same priors and embeddings
+    x = smooth_image(2, 3, 20, 20)
+    noise = {'gain': torch.tensor([[0.0005] * 3, [0.01] * 3]), 'read_sigma': torch.full((2, 3), 0.002)}
+    with torch.no_grad():
+        torch.testing.assert_close(hyper(x, noise=noise), per_stage(x, noise=noise))
+        torch.nn.init.normal_(hyper.alpha_net[-1].weight)
+        mean_variance = hyper.noise_std(srgb_to_linear(x), noise).square().mean((-2, -1), keepdim=True)
+        log_tau = hyper.stage_log_tau(mean_variance)
+    assert log_tau.shape == (2, 2) and not torch.allclose(log_tau[0], log_tau[1])
+    hyper(x, noise=noise).square().mean().backward()
+    assert hyper.alpha_net[0].weight.grad.abs().sum() > 0 and not hasattr(hyper, 'log_tau')

@@ -9,8 +9,9 @@ degraded (x the observation, y_0 = x)::
     y_t = linear(srgb(z_t) + R_t(srgb(z_t), σ))                 NAFNet prior, noise map σ at its intro
 
 and Ŷ = srgb(y_N). τ_t (the spread the prior allows around the previous estimate) is learned per
-stage; σ² = gain · signal + read_sigma² is the Poisson–Gaussian variance per pixel, from the noise
-parameters drawn for each sample (NewBPModel hands them over) or the network's defaults.
+stage (``alpha: per_stage``), or given per sample by a small hyper-network of log σ̄ as USRNet's
+(``alpha: hyper``); σ² = gain · signal + read_sigma² is the Poisson–Gaussian variance per pixel,
+from the noise parameters drawn for each sample (NewBPModel hands them over) or the network's defaults.
 """
 import math
 
@@ -27,6 +28,10 @@ from newbp_plugin.sensor.noise import noise_variance_map
 from newbp_plugin.sensor.optics import SensorOptics
 
 
+ALPHA_SOURCES = ('per_stage', 'hyper')
+HYPER_WIDTH = 32  # hidden units of the hyper-network of τ_t
+
+
 @register(ARCH_REGISTRY)
 class KernelAwareNAFNet(nn.Module):
     """N stages of (data step with the per-sample K, NAFNet prior given the noise map); see the module docstring.
@@ -39,6 +44,8 @@ class KernelAwareNAFNet(nn.Module):
         kernel (dict | str | Tensor | ndarray | None): a fixed kernel (spec or PSF) used when the
             batch carries none (``basicsr restore`` without ``--kernel``); None: given per call.
         linear_light (bool): the data step acts on linear light, as the data are degraded. Default: True.
+        alpha (str): where τ_t comes from: ``per_stage`` (one learned value per stage) or ``hyper``
+            (an MLP of log σ̄, one τ_t per sample and stage; it starts at ``init_tau``). Default: per_stage.
         init_tau (float): τ_t at initialisation (linear-light units). Default: 0.05.
         gain (float): the noise's gain when none is given per call (signal per photo-electron).
             Default: 0.002 (the front door's sensor).
@@ -53,14 +60,16 @@ class KernelAwareNAFNet(nn.Module):
     """
 
     def __init__(self, img_channel=3, width=16, middle_blk_num=1, enc_blk_nums=(), dec_blk_nums=(), stages=1,
-                 shared_prior=True, kernel=None, linear_light=True, init_tau=0.05, gain=0.002, read_sigma=0.003,
-                 pretrain_body=None, pretrain_body_key='params'):
+                 shared_prior=True, kernel=None, linear_light=True, alpha='per_stage', init_tau=0.05, gain=0.002,
+                 read_sigma=0.003, pretrain_body=None, pretrain_body_key='params'):
         super().__init__()
         if isinstance(stages, bool) or not isinstance(stages, int) or stages < 1:
             raise ValueError(f'KernelAwareNAFNet: stages must be an integer >= 1, got {stages!r}')
         if not init_tau > 0 or gain < 0 or read_sigma < 0 or gain == read_sigma == 0:
             raise ValueError(f'KernelAwareNAFNet: need init_tau > 0 and a noise (gain, read_sigma >= 0, not both 0); '
                              f'got init_tau={init_tau!r}, gain={gain!r}, read_sigma={read_sigma!r}')
+        if alpha not in ALPHA_SOURCES:
+            raise ValueError(f"KernelAwareNAFNet: alpha must be one of {', '.join(ALPHA_SOURCES)}, got {alpha!r}")
         self.stages = stages
         self.optics = SensorOptics(bool(linear_light))
         priors = 1 if shared_prior else stages
@@ -73,7 +82,12 @@ class KernelAwareNAFNet(nn.Module):
         for embedding in self.noise_embeddings:  # no conditioning at the start: a zoo prior keeps its function
             nn.init.zeros_(embedding.weight)
             nn.init.zeros_(embedding.bias)
-        self.log_tau = nn.Parameter(torch.full((stages, ), math.log(init_tau)))
+        if alpha == 'per_stage':
+            self.log_tau = nn.Parameter(torch.full((stages, ), math.log(init_tau)))
+        else:
+            self.alpha_net = nn.Sequential(nn.Linear(1, HYPER_WIDTH), nn.ReLU(), nn.Linear(HYPER_WIDTH, stages))
+            nn.init.zeros_(self.alpha_net[-1].weight)  # τ_t = init_tau at every noise level to start with
+            nn.init.constant_(self.alpha_net[-1].bias, math.log(init_tau))
         self.register_buffer('kernel', physical_kernel(kernel, img_channel, 'KernelAwareNAFNet'))
         self.default_noise = (float(gain), float(read_sigma))
 
@@ -87,14 +101,24 @@ class KernelAwareNAFNet(nn.Module):
             gain, read = noise['gain'], noise['read_sigma']
         return noise_variance_map(light, gain, read).mean(1, keepdim=True).sqrt()
 
+    def stage_log_tau(self, mean_variance):
+        """(B, stages) log τ_t of each sample: learned per stage, or the hyper-network's of log σ̄.
+
+        ``mean_variance``: (B, 1, 1, 1) σ̄², the sample's mean noise variance.
+        """
+        if hasattr(self, 'alpha_net'):
+            return self.alpha_net(mean_variance.flatten(1).clamp(min=1e-12).log() / 2)
+        return self.log_tau.expand(mean_variance.shape[0], -1)
+
     def forward(self, x, kernel=None, noise=None):
         kernel = select_kernel(kernel, self.kernel, 'KernelAwareNAFNet')
         observed = self.optics.to_linear(x)
         sigma = self.noise_std(observed, noise)
         mean_variance = sigma.square().mean((-2, -1), keepdim=True)  # (B, 1, 1, 1) σ̄²
+        log_tau = self.stage_log_tau(mean_variance)
         estimate = observed
         for stage in range(self.stages):
-            alpha = mean_variance / (2 * self.log_tau[stage]).exp()
+            alpha = mean_variance / (2 * log_tau[:, stage, None, None, None]).exp()
             z = self.optics.to_encoded(data_step(observed, kernel, alpha, x0=estimate))
             prior = self.priors[stage % len(self.priors)]
             embedding = self.noise_embeddings[stage % len(self.priors)]

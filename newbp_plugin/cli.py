@@ -5,7 +5,7 @@
 ``--force_yml``) and run BasicSR's ``train_pipeline`` / ``test_pipeline`` with
 the current directory as root, so ``experiments/``, ``results/`` and
 ``tb_logger/`` are created where the command runs. The plugin's own commands:
-``kernels list|show``, ``make-lmdb``, ``benchmark`` and ``restore``.
+``kernels list|show``, ``make-lmdb``, ``benchmark``, ``restore`` and ``calibrate``.
 
 Before BasicSR acts, ``train|test`` import the YAML's ``plugins:`` and build everything the run
 builds (:mod:`newbp_plugin.preflight`), so a bad option leaves ``experiments/`` as it was. A
@@ -222,6 +222,29 @@ def _restore(parsed, rest):
     return 1 if failures else 0
 
 
+def _calibrate(parsed, rest):
+    import numpy as np
+    from newbp_plugin.sensor.calibration import describe_calibration, fit_kernel, read_image, write_report
+    references, captures = parsed.reference or [], parsed.captured or []
+    if len(references) != len(captures):
+        raise UsageError(f'give one --captured per --reference (pairs in order), got {len(references)} --reference '
+                         f'and {len(captures)} --captured')
+    if parsed.size < 1 or parsed.size % 2 == 0:
+        raise UsageError(f'--size {parsed.size}: the kernel side must be odd and >= 1 (it has a centre pixel)')
+    if not parsed.output.endswith('.npy'):
+        raise UsageError(f'-o {parsed.output}: the kernel file must end in .npy')
+    names = list(zip(references, captures))
+    calibration = fit_kernel([read_image(path) for path in references], [read_image(path) for path in captures],
+                             parsed.size, parsed.mixing, parsed.linear_light, parsed.register, names)
+    os.makedirs(os.path.dirname(os.path.abspath(parsed.output)), exist_ok=True)
+    np.save(parsed.output, calibration.kernel)
+    print(describe_calibration(calibration, names))
+    print(f'wrote {parsed.output} (kernel: {parsed.output} or {{type: file, path: {parsed.output}}})')
+    if parsed.report:
+        print(f"wrote {', '.join(write_report(calibration, names, parsed.report))}")
+    return 0
+
+
 def build_parser():
     """The top-level parser; each subcommand sets ``handler`` and ``passthrough``."""
     parser = argparse.ArgumentParser(
@@ -289,6 +312,24 @@ def build_parser():
     restore.add_argument('--device', choices=('cpu', 'cuda'), help='default: cuda when available')
     restore.add_argument('--param-key', default='params', help="checkpoint key of the weights (default: params)")
     restore.set_defaults(handler=_restore, passthrough=False)
+
+    calibrate = commands.add_parser('calibrate', help="fit the sensor's kernel K from pairs of a clean reference "
+                                    'and its capture', parents=[debug])
+    calibrate.add_argument('--reference', action='append', required=True, metavar='REF',
+                           help='a clean image of the scene (PNG, TIFF; 8 or 16 bits); repeat for several pairs')
+    calibrate.add_argument('--captured', action='append', required=True, metavar='CAP',
+                           help='the same scene as the sensor captured it, one per --reference, in order')
+    calibrate.add_argument('--size', type=int, default=5, help='odd side of the kernel [px] (default: 5)')
+    calibrate.add_argument('--mixing', action='store_true',
+                           help='fit a channel-mixing kernel (C, C, k, k) rather than one per channel (C, k, k)')
+    calibrate.add_argument('--linear-light', action=argparse.BooleanOptionalAction, default=True,
+                           help='the images are sRGB-encoded: fit K on linear light (default: yes)')
+    calibrate.add_argument('--no-register', dest='register', action='store_false',
+                           help='the pairs are pixel-aligned: skip the registration (keeps an asymmetric K as it is)')
+    calibrate.add_argument('-o', '--output', required=True, help='the kernel file to write, .npy')
+    calibrate.add_argument('--report', metavar='DIR',
+                           help='also write DIR/calibration.md, calibration.json and kernel.png')
+    calibrate.set_defaults(handler=_calibrate, passthrough=False)
     return parser
 
 

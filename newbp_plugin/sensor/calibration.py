@@ -1,0 +1,387 @@
+"""The sensor kernel K fitted from image pairs: a clean reference and a capture of the same scene (no BasicSR).
+
+Model, per output channel c, in the light K acts on (linear light for sRGB-encoded files)::
+
+    captured_c = a_c · (K * shift(reference))_c + b_c + noise
+
+with K per channel (C, k, k) or channel-mixing (C, C, k, k) (``y_c = Σ_c' K[c, c'] * s_c'``, the
+layouts of :mod:`newbp_plugin.sensor.layout`), a_c the exposure (gain) and b_c the black level
+(offset), shared by every pair.
+
+1. Registration (``register``): the displacement of each capture from its reference is the peak of
+   their phase correlation (``cv2.phaseCorrelate`` on the mean of the channels, Hanning window;
+   integer peak plus its sub-pixel centroid). The reference is moved by it, a Fourier shift on the
+   reference continued by reflection (so that its periodic extension has no jump at the border).
+   A shift and a kernel's own off-centre leak (left ≠ right) are the same thing to the data: the
+   registration takes the capture's whole displacement, so an asymmetric K comes out re-centred by
+   the part of its asymmetry that phase correlation sees; fit pixel-aligned pairs with
+   ``register=False`` to keep it.
+2. Least squares in the spatial domain: for output channel c the unknowns are the unnormalised
+   kernel ``w = a_c · K[c]`` (k·k values, or C·k·k for a mixing kernel) and b_c; each interior
+   pixel is one equation (a border of ``k // 2 + ceil(|shift|) + 1`` pixels is left out, where the
+   kernel would read beyond the reference). The normal equations of all pairs are summed, b_c is
+   eliminated (centred columns), and ``w >= 0`` is imposed exactly by the Lawson–Hanson active-set
+   method (:func:`nonnegative_least_squares`). Then ``a_c = Σ w``, ``K[c] = w / a_c`` (sum 1) and
+   ``b_c = mean(captured_c - K-part)``.
+
+The residual is measured with the plugin's one forward operator (:class:`SensorOptics`).
+"""
+import json
+import math
+import os
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from newbp_plugin.kernels import render_kernel_png
+from newbp_plugin.kernels.preview import channel_names, format_kernel
+from newbp_plugin.sensor.layout import physical_kernel
+from newbp_plugin.sensor.optics import SensorOptics
+
+REGISTRATION_PAD = 16  # reflected pixels around the reference before its Fourier shift
+REGISTRATION_BAND = 0.25  # frequencies [cycles/px] whose phase gives the sub-pixel shift
+REGISTRATION_TAPER = 0.125  # share of each side of the sub-pixel registration's window that tapers to 0
+REGISTRATION_ITERATIONS = 4  # sub-pixel refinements
+NEIGHBOURS = {'left': (0, -1), 'right': (0, 1), 'up': (-1, 0), 'down': (1, 0)}  # (dy, dx) from the centre
+
+
+@dataclass
+class Calibration:
+    """A fitted sensor kernel and what came with it.
+
+    Attributes:
+        kernel (np.ndarray): float32 (C, k, k), or (C, C, k, k) channel-mixing; each output channel sums to 1.
+        gain (np.ndarray): (C,) a_c, exposure of the capture relative to the reference.
+        offset (np.ndarray): (C,) b_c, black level of the capture, in the working light.
+        shifts (list[tuple[float, float]]): (dy, dx) [px] of each capture's content from its reference.
+        residual_rms (np.ndarray): (C,) RMS of ``captured - (a · K * reference + b)`` over the interiors,
+            in the working light.
+        linear_light (bool): the fit was made in linear light.
+    """
+    kernel: np.ndarray
+    gain: np.ndarray
+    offset: np.ndarray
+    shifts: list
+    residual_rms: np.ndarray
+    linear_light: bool
+
+    @property
+    def residual_db(self):
+        """(C,) the residual RMS as ``-20 log10(rms)`` [dB] (full scale 1)."""
+        return -20 * np.log10(np.maximum(self.residual_rms, 1e-12))
+
+
+def read_image(path):
+    """An image file as (C, H, W) float64 in [0, 1], RGB order (8- or 16-bit; grey is C = 1; alpha dropped).
+
+    Raises:
+        ValueError: the file is missing, undecodable or not 8/16-bit; the message names it.
+    """
+    if not os.path.isfile(path):
+        raise ValueError(f'{path}: no such file')
+    image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if image is None:
+        raise ValueError(f'{path}: cannot read it as an image (PNG, TIFF, JPEG)')
+    if image.dtype not in (np.uint8, np.uint16):
+        raise ValueError(f'{path}: {image.dtype} pixels; expected 8- or 16-bit integers')
+    peak = np.iinfo(image.dtype).max
+    if image.ndim == 2:
+        return image[None].astype(np.float64) / peak
+    return image[..., :3][..., ::-1].transpose(2, 0, 1).astype(np.float64) / peak
+
+
+def nonnegative_least_squares(gram, rhs, max_iterations=None):
+    """``argmin_{w >= 0} ½ wᵀ G w - rhsᵀ w`` (least squares from its normal equations), Lawson–Hanson active set.
+
+    Args:
+        gram (np.ndarray): (n, n) symmetric positive semi-definite G = AᵀA.
+        rhs (np.ndarray): (n,) Aᵀy.
+        max_iterations (int | None): variables freed at most. Default: 3n.
+
+    Returns:
+        np.ndarray: (n,) w, exactly 0 where the constraint holds.
+    """
+    size = len(rhs)
+    tolerance = 1e-12 * max(np.abs(rhs).max(), np.abs(gram).max(), 1e-300)
+    free = np.zeros(size, bool)
+    solution = np.zeros(size)
+    for _ in range(max_iterations or 3 * size):
+        gradient = rhs - gram @ solution
+        gradient[free] = -np.inf
+        if gradient.max() <= tolerance:
+            break
+        free[gradient.argmax()] = True
+        while True:
+            trial = np.zeros(size)
+            trial[free] = np.linalg.lstsq(gram[np.ix_(free, free)], rhs[free], rcond=None)[0]
+            if (trial[free] > 0).all():
+                solution = trial
+                break
+            blocking = free & (trial <= 0)
+            step = np.min(solution[blocking] / (solution[blocking] - trial[blocking]))
+            solution = solution + step * (trial - solution)
+            free &= solution > tolerance
+            solution[~free] = 0
+    return solution
+
+
+def _phase_slope(reference, captured, window):
+    """The sub-pixel displacement (dy, dx) of ``captured`` from ``reference`` (2-D planes): the weighted
+    least-squares slope of the phase of their cross-power spectrum up to ``REGISTRATION_BAND``."""
+    reference_spectrum, captured_spectrum = (np.fft.rfft2((plane - plane.mean()) * window)
+                                             for plane in (reference, captured))
+    frequency_y = np.fft.fftfreq(reference.shape[0])[:, None]
+    frequency_x = np.fft.rfftfreq(reference.shape[1])[None]
+    cross = captured_spectrum * reference_spectrum.conj()
+    band = np.hypot(frequency_y, frequency_x) <= REGISTRATION_BAND
+    band[0, 0] = False
+    frequencies = np.stack(np.broadcast_arrays(frequency_y, frequency_x), -1)[band]  # (n, 2)
+    weights = np.abs(cross[band])
+    phase = np.angle(cross[band])
+    return np.linalg.lstsq(frequencies * weights[:, None], -phase * weights / (2 * np.pi), rcond=None)[0]
+
+
+def _tukey_window(shape, taper=REGISTRATION_TAPER):
+    """(H, W) window, 1 inside and a raised cosine over ``taper`` of each side."""
+    def profile(length):
+        ramp = max(int(taper * length), 1)
+        edge = 0.5 - 0.5 * np.cos(np.pi * (np.arange(ramp) + 0.5) / ramp)
+        return np.concatenate([edge, np.ones(length - 2 * ramp), edge[::-1]])
+    return np.outer(profile(shape[0]), profile(shape[1]))
+
+
+def register_shift(reference, captured, iterations=REGISTRATION_ITERATIONS):
+    """The displacement (dy, dx) [px] of the content of ``captured`` from ``reference`` (phase correlation).
+
+    The integer part is the peak of ``cv2.phaseCorrelate`` (mean of the channels, Hanning window). The
+    sub-pixel part is refined ``iterations`` times: the reference moved by the shift so far
+    (:func:`shift_image`), the weighted slope of the phase of the cross-power spectrum that remains
+    (frequencies up to ``REGISTRATION_BAND``, a window flat but for its edges) is added to it. A pure
+    translation has a linear phase; a symmetric kernel a real spectrum, so it does not move the estimate.
+
+    Args:
+        reference, captured (Tensor): (C, H, W) float64, in the same light.
+
+    Returns:
+        tuple[float, float]: ``captured(p) ≈ (K * reference)(p - shift)``.
+    """
+    reference_plane, captured_plane = reference.mean(0), captured.mean(0).numpy()
+    hanning = cv2.createHanningWindow(captured_plane.shape[::-1], cv2.CV_64F)
+    # copies: cv2.phaseCorrelate (4.x, 5.0) multiplies its inputs by the window in place
+    (dx, dy), _ = cv2.phaseCorrelate(reference_plane.numpy().copy(), captured_plane.copy(), hanning)
+    shift = np.round([dy, dx])
+    window = _tukey_window(captured_plane.shape)
+    for _ in range(iterations):
+        moved = shift_image(reference_plane[None], tuple(shift))[0].numpy()
+        shift = shift + _phase_slope(moved, captured_plane, window)
+    return float(shift[0]), float(shift[1])
+
+
+def shift_image(image, shift):
+    """``image`` moved by ``shift = (dy, dx)`` [px], a Fourier shift of the image continued by reflection.
+
+    Args:
+        image (Tensor): (C, H, W) float64.
+        shift (tuple[float, float]): (dy, dx); the content at p moves to p + shift.
+
+    Returns:
+        Tensor: (C, H, W).
+    """
+    pad = REGISTRATION_PAD + math.ceil(max(abs(shift[0]), abs(shift[1])))
+    padded = F.pad(image[None], (pad, pad, pad, pad), mode='reflect')[0]
+    height, width = padded.shape[-2:]
+    frequency_y = torch.fft.fftfreq(height, dtype=image.dtype)[:, None]
+    frequency_x = torch.fft.rfftfreq(width, dtype=image.dtype)[None]
+    phase = torch.exp(-2j * math.pi * (frequency_y * shift[0] + frequency_x * shift[1]))
+    moved = torch.fft.irfft2(torch.fft.rfft2(padded) * phase, s=(height, width))
+    return moved[:, pad:height - pad, pad:width - pad]
+
+
+def _check_pairs(references, captures, size, names):
+    """Raise ValueError naming the input unless the pairs can be fitted with a kernel of side ``size``."""
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1 or size % 2 == 0:
+        raise ValueError(f'size must be an odd integer >= 1 (the kernel has a centre pixel), got {size!r}')
+    if not references or len(references) != len(captures):
+        raise ValueError(f'give as many captures as references (one per scene), got {len(references)} reference(s) '
+                         f'and {len(captures)} capture(s)')
+    channels = references[0].shape[0]
+    for (reference, captured), (reference_name, captured_name) in zip(zip(references, captures), names):
+        for image, name in ((reference, reference_name), (captured, captured_name)):
+            if image.ndim != 3:
+                raise ValueError(f'{name}: expected a (C, H, W) image, got shape {tuple(image.shape)}')
+            if image.shape[0] != channels:
+                raise ValueError(f'{name} has {image.shape[0]} channel(s), {names[0][0]} has {channels}; every '
+                                 'image must have the same channels')
+        if reference.shape != captured.shape:
+            raise ValueError(f'{captured_name} is {captured.shape[2]}x{captured.shape[1]} px, its reference '
+                             f'{reference_name} {reference.shape[2]}x{reference.shape[1]}; a pair must have one size')
+        if min(reference.shape[1:]) < 4 * size:
+            raise ValueError(f'{reference_name} is {reference.shape[2]}x{reference.shape[1]} px; fitting a '
+                             f'{size}x{size} kernel needs at least {4 * size} px on each side')
+
+
+def _patches(reference, size, border):
+    """(C·k·k, N) columns of the least squares: ``reference`` at the offsets the kernel reads, interior pixels.
+
+    Row ``(c', i, j)`` holds the pixel ``(dy, dx) = (k // 2 - i, k // 2 - j)`` away (a true convolution:
+    ``y(p) = Σ_d K[d] s(p - d)``, so that it multiplies ``K[c', i, j]``).
+    """
+    inner = reference[:, border - size // 2:reference.shape[1] - border + size // 2,
+                      border - size // 2:reference.shape[2] - border + size // 2]
+    columns = F.unfold(inner[None], size)[0]  # (C·k·k, N), row (c', i, j) reads offset (i - k//2, j - k//2)
+    return columns.view(reference.shape[0], size, size, -1).flip(1, 2).reshape(-1, columns.shape[-1])
+
+
+def fit_kernel(references, captures, size=5, mixing=False, linear_light=True, register=True, names=None):
+    """Fit K (and the capture's gain and offset) from pairs of images, see the module docstring.
+
+    Args:
+        references (list): clean images, (C, H, W) arrays or tensors in [0, 1] (sRGB-encoded when ``linear_light``).
+        captures (list): the same scenes as the sensor saw them, one per reference, same shape.
+        size (int): odd side k of the kernel [px]. Default: 5.
+        mixing (bool): fit a channel-mixing (C, C, k, k) kernel rather than (C, k, k). Default: False.
+        linear_light (bool): the images are sRGB-encoded and K acts on linear light. Default: True.
+        register (bool): align each capture to its reference first. Default: True.
+        names (list[tuple[str, str]] | None): (reference, capture) names for error messages. Default:
+            ``reference[i]``, ``captured[i]``.
+
+    Returns:
+        Calibration: the kernel, gains, offsets, shifts and residual.
+    """
+    names = names or [(f'reference[{i}]', f'captured[{i}]') for i in range(len(references))]
+    references = [torch.as_tensor(np.asarray(image), dtype=torch.float64) for image in references]
+    captures = [torch.as_tensor(np.asarray(image), dtype=torch.float64) for image in captures]
+    _check_pairs(references, captures, size, names)
+    optics = SensorOptics(linear_light)
+    references = [optics.to_linear(image) for image in references]
+    captures = [optics.to_linear(image) for image in captures]
+    channels = references[0].shape[0]
+
+    shifts, aligned, borders = [], [], []
+    for reference, captured in zip(references, captures):
+        shift = register_shift(reference, captured) if register else (0.0, 0.0)
+        shifts.append(shift)
+        aligned.append(shift_image(reference, shift) if register else reference)
+        borders.append(size // 2 + math.ceil(max(abs(shift[0]), abs(shift[1]))) + 1)
+
+    unknowns = channels * size * size
+    gram, column_sums = np.zeros((unknowns, unknowns)), np.zeros(unknowns)
+    cross = np.zeros((channels, unknowns))
+    target_sums = np.zeros(channels)
+    count = 0
+    for reference, captured, border in zip(aligned, captures, borders):
+        columns = _patches(reference, size, border).numpy()
+        targets = captured[:, border:captured.shape[1] - border, border:captured.shape[2] - border].reshape(
+            channels, -1).numpy()
+        gram += columns @ columns.T
+        column_sums += columns.sum(1)
+        cross += targets @ columns.T
+        target_sums += targets.sum(1)
+        count += targets.shape[1]
+
+    kernel = np.zeros((channels, channels, size, size))
+    gain, offset = np.zeros(channels), np.zeros(channels)
+    for channel in range(channels):
+        used = np.arange(unknowns) if mixing else np.arange(channel * size * size, (channel + 1) * size * size)
+        means = column_sums[used] / count
+        centred_gram = gram[np.ix_(used, used)] - count * np.outer(means, means)
+        centred_cross = cross[channel, used] - means * target_sums[channel]
+        weights = nonnegative_least_squares(centred_gram, centred_cross)
+        if weights.sum() <= 0:
+            raise ValueError(f'channel {channel}: the captures do not follow their references (the best '
+                             'non-negative kernel is 0); check that each pair shows the same scene')
+        gain[channel] = weights.sum()
+        offset[channel] = target_sums[channel] / count - means @ weights
+        kernel[channel].reshape(-1)[used] = weights / gain[channel]
+    if not mixing:
+        kernel = kernel[np.arange(channels), np.arange(channels)]
+
+    squared, pixels = np.zeros(channels), 0
+    for reference, captured, border in zip(aligned, captures, borders):
+        predicted = optics.blur(reference[None], physical_kernel(kernel, channels, 'fit_kernel').double())[0]
+        predicted = predicted * torch.as_tensor(gain)[:, None, None] + torch.as_tensor(offset)[:, None, None]
+        residual = (captured - predicted)[:, border:captured.shape[1] - border, border:captured.shape[2] - border]
+        squared += residual.square().sum((1, 2)).numpy()
+        pixels += residual[0].numel()
+    return Calibration(kernel.astype(np.float32), gain, offset, shifts, np.sqrt(squared / pixels), linear_light)
+
+
+def kernel_summary(kernel):
+    """Per output channel: the weight it keeps and what it leaks, from a (C, k, k) or (C, C, k, k) kernel.
+
+    Returns:
+        list[dict]: per output channel ``centre`` (K at the centre, own channel), ``left``, ``right``,
+        ``up``, ``down`` (K one pixel away, own channel: the share of a pixel's light that lands there),
+        ``diagonal`` (mean of the 4), ``farther`` (the rest of the own channel beyond the 3×3) and, for
+        a mixing kernel, ``other_channels`` (the sum of K[c, c'] over c' ≠ c).
+    """
+    kernel = np.asarray(kernel, dtype=np.float64)
+    half = kernel.shape[-1] // 2
+    rows = []
+    for channel in range(kernel.shape[0]):
+        own = kernel[channel, channel] if kernel.ndim == 4 else kernel[channel]
+        row = {'centre': own[half, half]}
+        row.update({name: own[half + dy, half + dx] if half else 0.0 for name, (dy, dx) in NEIGHBOURS.items()})
+        ring = own[max(half - 1, 0):half + 2, max(half - 1, 0):half + 2]
+        row['diagonal'] = (ring[::2, ::2].sum() / 4) if half else 0.0
+        row['farther'] = own.sum() - ring.sum()
+        if kernel.ndim == 4:
+            row['other_channels'] = kernel[channel].sum() - own.sum()
+        rows.append({key: float(value) for key, value in row.items()})
+    return rows
+
+
+def describe_calibration(calibration, names):
+    """The fit in markdown, for people: per channel its residual, gain, offset and leaks; each pair's shift.
+
+    Args:
+        calibration (Calibration): the fit.
+        names (list[tuple[str, str]]): (reference, capture) of each pair.
+
+    Returns:
+        str: markdown text.
+    """
+    kernel = calibration.kernel
+    mixing = kernel.ndim == 4
+    light = 'linear light' if calibration.linear_light else 'the file values'
+    lines = [f"Kernel {'x'.join(map(str, kernel.shape[-2:]))} px, "
+             f"{'channel-mixing (C, C, k, k)' if mixing else 'per channel (C, k, k)'}, fitted in {light}.", '',
+             '| channel | residual RMS | residual [dB] | gain a | offset b | centre | left | right | up | down '
+             f"| diagonal | farther |{' other channels |' if mixing else ''}",
+             '|---' * (12 + mixing) + '|']
+    for name, rms, decibels, gain, offset, summary in zip(
+            channel_names(kernel.shape[0]), calibration.residual_rms, calibration.residual_db, calibration.gain,
+            calibration.offset, kernel_summary(kernel)):
+        lines.append(f'| {name} | {rms:.3g} | {decibels:.1f} | {gain:.4f} | {offset:+.5f} | '
+                     + ' | '.join(f'{value:.4f}' for value in summary.values()) + ' |')
+    lines += ['', 'Shift of each capture from its reference (dy, dx) [px]:']
+    lines += [f'- {captured}: ({dy:+.3f}, {dx:+.3f}) from {reference}'
+              for (reference, captured), (dy, dx) in zip(names, calibration.shifts)]
+    return '\n'.join(lines)
+
+
+def write_report(calibration, names, folder):
+    """Write ``calibration.md`` (:func:`describe_calibration` and the values), ``calibration.json`` and
+    ``kernel.png`` (:func:`~newbp_plugin.kernels.render_kernel_png`) into ``folder``.
+
+    Returns:
+        list[str]: the paths written.
+    """
+    os.makedirs(folder, exist_ok=True)
+    paths = [os.path.join(folder, name) for name in ('calibration.md', 'calibration.json', 'kernel.png')]
+    with open(paths[0], 'w', encoding='utf-8') as file:
+        file.write(f"# Sensor kernel calibration\n\n{describe_calibration(calibration, names)}\n\n"
+                   f"![kernel](kernel.png)\n\n```\n{format_kernel(calibration.kernel)}\n```\n")
+    record = {'kernel': calibration.kernel.tolist(), 'gain': calibration.gain.tolist(),
+              'offset': calibration.offset.tolist(), 'residual_rms': calibration.residual_rms.tolist(),
+              'residual_db': calibration.residual_db.tolist(), 'linear_light': calibration.linear_light,
+              'pairs': [{'reference': reference, 'captured': captured, 'shift': list(shift)}
+                        for (reference, captured), shift in zip(names, calibration.shifts)],
+              'channels': kernel_summary(calibration.kernel)}
+    with open(paths[1], 'w', encoding='utf-8') as file:
+        json.dump(record, file, indent=2)
+    render_kernel_png(calibration.kernel, paths[2])
+    return paths

@@ -5,15 +5,21 @@ the 2x2 CFA cell in raster order, named by ``CFA_PATTERNS``) the channels of a (
 image. The phase kernels of :func:`mosaic_crosstalk` and their packed channel-mixing equivalent
 are defined, and converted, in :mod:`newbp_plugin.kernels.bayer`.
 """
+import cv2
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 from newbp_plugin.kernels.bayer import CFA_PATTERNS, packed_to_phase_kernels, phase_kernels_to_packed, phase_names
 from newbp_plugin.ops import crosstalk
 
-__all__ = ['CFA_PATTERNS', 'PHASE_OFFSETS', 'phase_names', 'phase_channels', 'pack', 'unpack', 'mosaic',
+__all__ = ['CFA_PATTERNS', 'PHASE_OFFSETS', 'phase_names', 'phase_channels', 'pack', 'unpack', 'mosaic', 'demosaic',
            'phase_kernels_to_packed', 'packed_to_phase_kernels', 'mosaic_crosstalk']
 PHASE_OFFSETS = ((0, 0), (0, 1), (1, 0), (1, 1))  # (row, column) of each phase in the 2x2 cell
+# OpenCV names a Bayer pattern by the second row's second and third pixels, not by the top-left cell
+OPENCV_BAYER_TO_RGB = {'RGGB': cv2.COLOR_BayerBG2RGB, 'BGGR': cv2.COLOR_BayerRG2RGB,
+                       'GRBG': cv2.COLOR_BayerGB2RGB, 'GBRG': cv2.COLOR_BayerGR2RGB}
+DEMOSAIC_BITS = 16  # OpenCV demosaics integers: raw in [0, 1] is quantised to this many bits
 
 
 def phase_channels(pattern):
@@ -54,6 +60,24 @@ def mosaic(rgb, pattern):
     planes = [rgb[:, channel, row::2, column::2]
               for channel, (row, column) in zip(phase_channels(pattern), PHASE_OFFSETS)]
     return unpack(torch.stack(planes, dim=1))
+
+
+def demosaic(raw, pattern):
+    """(B, 1, H, W) raw in [0, 1] -> (B, 3, H, W) RGB by OpenCV's bilinear demosaicing, at 16 bits.
+
+    Values outside [0, 1] are clipped; the result has raw's dtype and device (computed on the CPU, no gradient).
+
+    Args:
+        raw (Tensor): (B, 1, H, W) mosaic, H and W even.
+        pattern (str): one of ``CFA_PATTERNS``.
+    """
+    _check_mosaic_shape(raw, 1, 'demosaic')
+    phase_names(pattern)  # a clear error for an unknown pattern
+    code = OPENCV_BAYER_TO_RGB[pattern]
+    peak = 2**DEMOSAIC_BITS - 1
+    codes = np.round(raw.detach().clamp(0, 1).cpu().double().numpy()[:, 0] * peak).astype(np.uint16)
+    rgb = np.stack([cv2.cvtColor(plane, code) for plane in codes]).transpose(0, 3, 1, 2) / peak
+    return torch.from_numpy(rgb).to(device=raw.device, dtype=raw.dtype)
 
 
 def mosaic_crosstalk(raw, phase_kernels, padding_mode='zeros'):

@@ -239,7 +239,7 @@ def test_size_bound(tmp_path):
 
 def test_spec_errors():
     with pytest.raises(KernelSpecError, match=r"unknown type 'gausian'; did you mean 'gaussian'\? Known types: "
-                                              r'airy, cross_channel, crosstalk, disk, file, gaussian, .*random'):
+                                              r'airy, bayer_crosstalk, cross_channel, crosstalk, disk, file, gaussian, .*random'):
         build_kernel({'type': 'gausian', 'sigma': 1})
     with pytest.raises(KernelSpecError, match=r"type 'gaussian' has no option 'sigmax' \(did you mean 'sigma_x'\?\); "
                                               r'valid options: sigma, sigma_x, sigma_y, angle, size, centre, allow'):

@@ -16,9 +16,10 @@ from tests.conftest import run_basicsr
 from tests.test_data_dataset import lq_of
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-SHIPPED = ('NAFNet-sample', 'NewBPNAFNet-sample', 'NewBPNAFNet-Converse-sample')
+SHIPPED = ('NAFNet-sample', 'NewBPNAFNet-sample', 'NewBPNAFNet-Converse-sample', 'KernelAwareNAFNet-universal')
 MAX_BYTES = 5 * 2**20
 TEST_SET = osp.join(ROOT, 'datasets', 'sample', 'test.lmdb')
+COLOUR_TEST_SET = osp.join(ROOT, 'datasets', 'sample', 'test_color.lmdb')
 CMOS = {'type': 'crosstalk', 'size': 5, 'left': 0.06, 'right': 0.06, 'up': 0.05, 'down': 0.05, 'diagonal': 0.02,
         'second_ring': 0.01}
 GAUSSIAN = {'type': 'gaussian', 'sigma': 1.2}
@@ -80,3 +81,25 @@ def test_restore_and_test_commands_run_the_shipped_model(tmp_path):
     log = open(next((tmp_path / 'results' / f'{name}_test').glob('test_*.log')), encoding='utf-8').read()
     for test_set in ('cmos_low', 'cmos_sensor', 'gaussian_low', 'gaussian_sensor'):
         assert f'Validation {test_set}' in log
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('noise', ['estimate', "{type: poisson_gaussian, gain: 0.002, read_sigma: 0.003}"])
+def test_universal_model_restores_a_new_sensor_given_its_kernel(tmp_path, noise):
+    """The shipped universal model, told a kernel it never saw in training (an f/8 Airy pattern, 9x9) with
+    --kernel, and the noise with --noise, on a test photograph in no training or validation list."""
+    airy = '{type: airy, f_number: 8, size: 9}'
+    dataset = CrosstalkDataset({'dataroot_gt': COLOUR_TEST_SET, 'phase': 'test', 'kernel': {'type': 'airy',
+                                'f_number': 8, 'size': 9}, 'noise': SENSOR_NOISE})
+    item = dataset[6]  # ihc_tl
+    lq = lq_of(item)
+    cv2.imwrite(str(tmp_path / 'photo.png'), tensor2img([lq]))
+    name = 'KernelAwareNAFNet-universal'
+    result = run_basicsr(['restore', '-i', str(tmp_path / 'photo.png'), '-o', str(tmp_path / 'restored.png'),
+                          '--weights', weights(name), '--arch', recipe(name), '--kernel', airy, '--noise', noise,
+                          '--device', 'cpu'], cwd=tmp_path, env={'OMP_NUM_THREADS': '1'})
+    assert result.returncode == 0, result.stderr[-2000:]
+    gt = tensor2img([item['gt']])
+    gain = calculate_psnr(cv2.imread(str(tmp_path / 'restored.png')), gt, 0) - calculate_psnr(
+        tensor2img([lq]), gt, 0)
+    assert gain > 2.0, f'{gain:.2f} dB over the input'

@@ -95,3 +95,24 @@ def test_low_precision_returns_its_dtype():
     assert out.dtype == torch.bfloat16
     # computed in float32 from the same bfloat16 input, rounded once: within bfloat16's resolution (2^-8)
     torch.testing.assert_close(out.float(), data_step(x.float(), torch.ones(3, 3) / 9, 0.01), rtol=2**-8, atol=1e-3)
+
+
+@pytest.mark.parametrize('mixing', [False, True])
+def test_where_the_kernel_spectrum_vanishes_the_estimate_is_kept(mixing):
+    """A 2-pixel box has no response at the horizontal Nyquist frequency: there x says nothing about z, and the
+    data step keeps x0 (the prior's estimate) instead of dividing by zero; everywhere else it follows x."""
+    box = torch.zeros(3, 3, dtype=torch.float64)
+    box[1, 1:] = 0.5
+    kernel = box
+    if mixing:  # the same box on the diagonal of a (1, C, C, 3, 3) channel-mixing kernel: the C×C solve
+        kernel = torch.zeros(1, 3, 3, 3, 3, dtype=torch.float64)
+        kernel[0, range(3), range(3)] = box
+    generator = torch.Generator().manual_seed(4)
+    x, x0 = (torch.rand(1, 3, 16, 16, generator=generator, dtype=torch.float64) for _ in range(2))
+    z = data_step(x, kernel, 1e-9, x0=x0, padding=0, padding_mode='circular')
+    nyquist = torch.tensor([(-1.0)**column for column in range(16)], dtype=torch.float64)
+    assert torch.isfinite(z).all()
+    torch.testing.assert_close((z * nyquist).sum(-1), (x0 * nyquist).sum(-1))  # that frequency: x0's
+    blurred = torch.from_numpy(scipy_crosstalk(z.numpy(), box.numpy(), 'circular'))
+    unreachable = (x * nyquist).sum(-1, keepdim=True) * nyquist / 16  # x's Nyquist part: no K z makes it
+    torch.testing.assert_close(blurred, x - unreachable, atol=1e-6, rtol=0)

@@ -1,8 +1,8 @@
 """Sensor noise: the spec of a YAML ``noise:`` block, its per-sample draws, and the noise itself (torch).
 
 Every noise type is one Poisson–Gaussian law in the units of the blurred signal b (linear light
-in [0, 1] when the sensor works in linear light), with per-channel parameters drawn once per
-image::
+in [0, 1] when the sensor works in linear light; packed raw: normalised, 0 at the black level and
+1 at the white level), with per-channel parameters drawn once per image::
 
     x = gain_c · Poisson(max(b, 0) / gain_c) + N(0, read_sigma_c²)      (gain_c = 0: x = b + N(0, read_sigma_c²))
 
@@ -99,7 +99,7 @@ class NoiseModel:
 
     Args:
         spec (dict | None): the spec; None is ``{type: none}`` (no noise, clip, no quantisation).
-        channels (int): channels of the images the noise is added to (1 or 3).
+        channels (int): channels of the images the noise is added to (1, 3, or 4: packed raw).
 
     Attributes:
         type (str), clip (bool), quantize (int | None), parameters (dict[str, _Parameter]).

@@ -8,7 +8,7 @@ raw images and for "demosaic, then restore RGB" baselines. The camera of each sa
 the plugin's images are sRGB-encoded linear light. Also raw quantisation with black and white
 levels: :func:`to_raw_codes`, :func:`from_raw_codes`.
 """
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 import torch
@@ -42,6 +42,15 @@ class Cameras:
     rgb_to_camera: np.ndarray
     red_gain: np.ndarray
     blue_gain: np.ndarray
+
+    def draws(self, index):
+        """The camera of sample ``index`` as float64 tensors named as the fields, for a dataset item's draws."""
+        return {field.name: torch.as_tensor(getattr(self, field.name)[index]) for field in fields(self)}
+
+    @classmethod
+    def from_draws(cls, draws):
+        """The cameras of a batch: the fields from a mapping of collated :meth:`draws` (other keys ignored)."""
+        return cls(*(torch.as_tensor(draws[field.name]).detach().cpu().double().numpy() for field in fields(cls)))
 
     def gains(self, like):
         """(B, 3) white-balance gains (red, 1, blue) as a tensor of ``like``'s dtype and device."""

@@ -14,17 +14,24 @@ from torch.utils import data
 
 from newbp_plugin.data.lmdb_tools import IMAGE_SUFFIXES
 from newbp_plugin.kernels import MAX_KERNEL_SIZE, KernelSampler, build_kernel
+from newbp_plugin.kernels.bayer import CFA_PATTERNS, phase_kernels_to_packed
 from newbp_plugin.kernels.build import RANDOM_TYPE, as_spec
 from newbp_plugin.kernels.grid import centre_pad
 from newbp_plugin.options import Option, is_bool, is_int, one_of, optional, parse_options
 from newbp_plugin.ranges import RANDOM_RULES
 from newbp_plugin.registration import register
 from newbp_plugin.sensor.degradation import degrade
+from newbp_plugin.sensor.mosaic import pack
 from newbp_plugin.sensor.noise import NoiseModel
+from newbp_plugin.sensor.unprocess import draw_cameras, unprocess
 
 logger = logging.getLogger('basicsr')
 
 COLORS = {'rgb': 3, 'y': 1, 'gray': 1}  # color option -> channels
+DOMAINS = ('rgb', 'raw')
+RAW_CHANNELS = 4  # the phases of the packed CFA mosaic
+RAW_BITS = (10, 14)  # the range of raw_bits
+RAW_OPTIONS = ('cfa', 'raw_bits', 'black_level', 'white_level')  # options of domain raw only
 OPTIONS = {  # the dataset's own options (io_backend: derived from dataroot_gt)
     'dataroot_gt': Option(),
     'io_backend': Option(None, optional(lambda value: isinstance(value, dict)), 'a mapping {type: ...}'),
@@ -40,6 +47,12 @@ OPTIONS = {  # the dataset's own options (io_backend: derived from dataroot_gt)
     'linear_light': Option(True, is_bool, 'true or false'),
     'val_crop_size': Option(None, optional(lambda value: is_int(value, 1)), 'null or a positive integer'),
     'val_seed': Option(0, lambda value: is_int(value, 0), 'a non-negative integer'),
+    'domain': Option('rgb', one_of(DOMAINS), f"one of {', '.join(DOMAINS)}"),
+    'cfa': Option('RGGB', one_of(CFA_PATTERNS), f"one of {', '.join(CFA_PATTERNS)}"),
+    'raw_bits': Option(12, lambda value: is_int(value, RAW_BITS[0]) and value <= RAW_BITS[1],
+                       f'an integer from {RAW_BITS[0]} to {RAW_BITS[1]}'),
+    'black_level': Option(None, optional(lambda value: is_int(value, 0)), 'null or an integer >= 0 [codes]'),
+    'white_level': Option(None, optional(lambda value: is_int(value, 1)), 'null or a positive integer [codes]'),
 }
 # Options BasicSR itself writes into, or reads from, every dataset's options.
 BASICSR_OPTIONS = ('name', 'type', 'phase', 'scale', 'num_worker_per_gpu', 'batch_size_per_gpu',
@@ -104,6 +117,19 @@ def _open_lmdb(path, options):
     return env
 
 
+def _on_cfa(spec, cfa):
+    """A kernel spec with every ``bayer_crosstalk`` kernel on the dataset's CFA: the pattern filled in where unset."""
+    if isinstance(spec, (list, tuple)):
+        return [_on_cfa(item, cfa) for item in spec]
+    if not isinstance(spec, dict):
+        return spec
+    spec = {key: _on_cfa(value, cfa) for key, value in spec.items()}
+    if spec.get('type') == 'bayer_crosstalk' and spec.setdefault('pattern', cfa) != cfa:
+        raise ValueError(f"a bayer_crosstalk kernel with pattern {spec['pattern']!r} on the cfa {cfa!r}; "
+                         'leave its pattern unset (the dataset gives cfa) or set the same')
+    return spec
+
+
 def _window(img, top, left, height, width):
     """``img[top:top + height, left:left + width]``, continued by reflection where it leaves the image."""
     img_h, img_w = img.shape[:2]
@@ -149,6 +175,24 @@ class CrosstalkDataset(data.Dataset):
       ``read_sigma``, ``clip``, ``quantize``, ``seed``) and ``linear_light``;
     * ``gt_path`` (LMDB key or file path) and ``lq_path`` (the same: X is made from it).
 
+    Domain raw (``domain: raw``): the clean sRGB crop, flipped and rotated in RGB (so that the CFA
+    phase stays put), is unprocessed with a camera drawn for the sample (inverse sRGB, CCM and
+    white balance after Brooks et al. 2019: :func:`newbp_plugin.sensor.unprocess.unprocess`),
+    mosaicked on ``cfa`` and packed (:func:`newbp_plugin.sensor.mosaic.pack`). The target ``gt``
+    is this clean packed raw, (4, H/2, W/2), linear, 0 at the black level and 1 at the white
+    level, unquantised: the network restores raw, an ISP does the rest
+    (:func:`~newbp_plugin.sensor.unprocess.process` views it, with the camera of ``sensor``).
+    ``scene`` is it with S // 2 packed pixels of context; ``kernel`` is packed, (4, 4, S, S):
+    a spec's (4, 4, s, s) kernel as it is (``{type: bayer_crosstalk}``, its pattern the dataset's
+    ``cfa``), a (k, k) PSF as the kernel of every pixel of the mosaic and a (4, k, k) kernel as the
+    phase kernels of :mod:`newbp_plugin.kernels.bayer`, both converted exactly; an RGB kernel
+    (3 channels) is an error. The model makes X the codes of a raw file
+    (:func:`newbp_plugin.sensor.degradation.degrade`): K on the packed planes, noise parameters in
+    units of the normalised raw (a list gives one per phase), clipping at the white level and at
+    code 0, ``raw_bits`` codes, read back normalised. ``sensor`` also holds ``black_level``,
+    ``white_level``, ``raw_bits``, ``cfa`` and the camera (``rgb_to_camera``, ``red_gain``,
+    ``blue_gain``), and its ``linear_light`` is false (the data are linear already).
+
     Training (``phase: train``): a random ``gt_size`` crop, flips and 90° rotations of the clean
     patch (before K: K keeps the sensor's orientation), then the draws of K and noise. Every random draw of a
     sample comes from ``np.random.default_rng([t, index])``, ``t`` drawn from torch's RNG, which
@@ -173,7 +217,7 @@ class CrosstalkDataset(data.Dataset):
         kernel (dict | str | list): kernel spec of :func:`newbp_plugin.kernels.build_kernel`
             (``{type: ..., ...}``, a PSF file, a list of specs drawn from, or a random spec).
             Default: ``{type: crosstalk}``.
-        kernel_size (int | None): odd side S of the returned kernels. Default: the largest the spec
+        kernel_size (int | None): odd side S of the returned (raw: packed) kernels. Default: the largest the spec
             can give (a random spec: the largest over the extremes of its ranges and choices).
         noise (dict | None): noise spec of :class:`newbp_plugin.sensor.noise.NoiseModel`
             (``{type: gaussian | poisson_gaussian | none, ..., clip, quantize}``). Default: none.
@@ -184,6 +228,13 @@ class CrosstalkDataset(data.Dataset):
             in linear light too (NewBPNAFNet and RedegradationLoss: ``linear_light``; NewBPModel checks it).
         val_crop_size (int | None): validation / test centre crop side [px]; None: the full image.
         val_seed (int): seed of the validation / test degradations. Default: 0.
+        domain (str): ``rgb``, or ``raw``: packed Bayer raw (see above; gt_size and val_crop_size even, full
+            validation images cropped to even sides; color rgb; linear_light unset or false; noise
+            without quantize, clip true). Default: rgb.
+        cfa (str): raw: the CFA pattern, one of RGGB, BGGR, GRBG, GBRG. Default: RGGB.
+        raw_bits (int): raw: bits of the codes, 10 to 14. Default: 12.
+        black_level (int | None): raw: code of no light. Default: 64 · 2^(raw_bits - 10).
+        white_level (int | None): raw: code of saturation, <= 2^raw_bits - 1. Default: 2^raw_bits - 1.
     """
 
     def __init__(self, opt):
@@ -200,7 +251,12 @@ class CrosstalkDataset(data.Dataset):
         if self.phase == 'train' and self.opt['gt_size'] is None:
             _fail('option gt_size must be a positive integer (required for training), got None')
         self.is_train = self.phase == 'train'
-        self.channels = COLORS[self.opt['color']]
+        self.is_raw = self.opt['domain'] == 'raw'
+        if self.is_raw:
+            self.raw_levels = self._raw_levels(opt)
+        elif set(RAW_OPTIONS) & set(opt):
+            _fail(f"option {sorted(set(RAW_OPTIONS) & set(opt))[0]} applies to domain: raw only")
+        self.channels = RAW_CHANNELS if self.is_raw else COLORS[self.opt['color']]
 
         self.root = str(self.opt['dataroot_gt'])
         default_backend = 'lmdb' if self.root.rstrip('/').endswith('.lmdb') else 'disk'
@@ -226,6 +282,11 @@ class CrosstalkDataset(data.Dataset):
         self.lmdb_options = backend
 
         self.noise = self._option('noise', lambda spec: NoiseModel(spec, self.channels))
+        if self.is_raw and (self.noise.quantize is not None or not self.noise.clip):
+            _fail('option noise: in domain raw X is raw_bits codes clipped at white_level; leave noise.quantize '
+                  'unset and noise.clip true')
+        if self.is_raw:
+            self.opt['kernel'] = self._option('kernel', lambda spec: _on_cfa(spec, self.opt['cfa']))
         self.kernels = self._option('kernel', KernelSampler)
         self.kernel_size, self.channel_mixing = self._option('kernel', lambda spec: self._kernel_layout())
         self._warned_small = False
@@ -237,6 +298,36 @@ class CrosstalkDataset(data.Dataset):
         except ValueError as error:
             raise ValueError(f'CrosstalkDataset: option {key}: {error}') from error
 
+    def _raw_levels(self, opt):
+        """Check the options of domain raw; (black_level, white_level) [codes], defaults filled in."""
+        if self.opt['color'] != 'rgb':
+            _fail(f"option color must be rgb in domain raw (the mosaic samples colour), got {self.opt['color']!r}")
+        if opt.get('linear_light'):
+            _fail('option linear_light must be false or unset in domain raw: raw data are linear light already')
+        for key in ('gt_size', 'val_crop_size'):
+            if self.opt[key] is not None and self.opt[key] % 2:
+                _fail(f'option {key} must be even in domain raw (whole 2x2 CFA cells), got {self.opt[key]}')
+        bits = self.opt['raw_bits']
+        black = 64 * 2**(bits - 10) if self.opt['black_level'] is None else self.opt['black_level']
+        white = 2**bits - 1 if self.opt['white_level'] is None else self.opt['white_level']
+        if white > 2**bits - 1:
+            _fail(f'option white_level must be at most 2**raw_bits - 1 = {2**bits - 1}, got {white}')
+        if black >= white:
+            _fail(f'option black_level must be below white_level ({white}), got {black}')
+        return black, white
+
+    def _raw_kernel(self, kernel):
+        """A kernel of the spec as the packed (4, 4, s, s) kernel of domain raw (see the class docstring)."""
+        if kernel.shape[:-2] == (RAW_CHANNELS, RAW_CHANNELS):
+            return kernel
+        if kernel.ndim == 2 or kernel.shape[:-2] == (RAW_CHANNELS, ):
+            side = max(kernel.shape[-2:])
+            phase_kernels = np.broadcast_to(centre_pad(kernel, (side, side)), (RAW_CHANNELS, side, side))
+            return phase_kernels_to_packed(np.ascontiguousarray(phase_kernels))
+        raise ValueError(f'a kernel of shape {kernel.shape} does not fit packed raw (domain raw); expected a (k, k) '
+                         'PSF of the mosaic, (4, k, k) phase kernels or a packed (4, 4, s, s) kernel such as '
+                         '{type: bayer_crosstalk}')
+
     def _kernel_layout(self):
         """(S, channel_mixing) of the returned kernels: their side and whether they are (C, C, S, S)."""
         if self.kernels.is_random:
@@ -247,6 +338,8 @@ class CrosstalkDataset(data.Dataset):
             kernels = [build_kernel(spec) for spec in specs]
         else:
             kernels = [self.kernels.sample()]
+        if self.is_raw:
+            kernels = [self._raw_kernel(kernel) for kernel in kernels]
         for kernel in kernels:
             if kernel.ndim > 2 and kernel.shape[:kernel.ndim - 2] != (self.channels, ) * (kernel.ndim - 2):
                 raise ValueError(f'a kernel of shape {kernel.shape} does not fit {self.channels}-channel images '
@@ -326,6 +419,8 @@ class CrosstalkDataset(data.Dataset):
 
     def _kernel_tensor(self, kernel):
         """``kernel`` as the float32 (C, S, S) or (C, C, S, S) tensor of the item (zero-padded, centred)."""
+        if self.is_raw:
+            kernel = self._raw_kernel(kernel)
         if kernel.ndim == 2:
             kernel = np.broadcast_to(kernel, (self.channels, ) + kernel.shape)
         if self.channel_mixing and kernel.ndim == 3:
@@ -342,23 +437,32 @@ class CrosstalkDataset(data.Dataset):
         path = self.paths[index]
         img = self._read(index)
         kernel = self.kernels.sample(rng)
-        context = self.kernel_size // 2
+        context = self.kernel_size // 2  # [px of gt: raw, packed]
+        cell = 2 if self.is_raw else 1  # image pixels per pixel of gt, along each side
         if self.is_train:
             size = self.opt['gt_size']
             img = self._pad_to(img, size, path)
             top, left = rng.integers(img.shape[0] - size + 1), rng.integers(img.shape[1] - size + 1)
             height = width = size
         elif self.opt['val_crop_size'] is None:
-            top, left, (height, width) = 0, 0, img.shape[:2]
+            top, left, (height, width) = 0, 0, (side - side % cell for side in img.shape[:2])
         else:
             height = width = self.opt['val_crop_size']
             img = self._pad_to(img, height, path)
             top, left = (img.shape[0] - height) // 2, (img.shape[1] - width) // 2
-        window = _window(img, top - context, left - context, height + 2 * context, width + 2 * context)
+        ring = context * cell
+        window = _window(img, top - ring, left - ring, height + 2 * ring, width + 2 * ring)
         if self.is_train:
             window = self._augment(window, rng)
         scene = torch.from_numpy(self._to_float(window))
-        sensor = dict(self.noise.draw(rng), linear_light=torch.tensor(self.opt['linear_light']))
+        sensor = dict(self.noise.draw(rng), linear_light=torch.tensor(self.opt['linear_light'] and not self.is_raw))
+        if self.is_raw:
+            cameras = draw_cameras(rng, 1)
+            scene = pack(unprocess(scene[None], cameras, self.opt['cfa']))[0]
+            height, width = height // cell, width // cell
+            black_level, white_level = self.raw_levels
+            sensor.update(cameras.draws(0), cfa=self.opt['cfa'], raw_bits=torch.tensor(self.opt['raw_bits']),
+                          black_level=torch.tensor(black_level), white_level=torch.tensor(white_level))
         return {
             'gt': scene[:, context:context + height, context:context + width].clone(),
             'scene': scene,

@@ -20,6 +20,8 @@ from newbp_plugin.options import Option, is_bool, is_int, one_of, optional, pars
 from newbp_plugin.pictures import s_kind, s_to_image
 from newbp_plugin.registration import register
 from newbp_plugin.sensor.degradation import batch_optics
+from newbp_plugin.sensor.mosaic import unpack
+from newbp_plugin.sensor.unprocess import Cameras, process
 
 # Options this model reads, beside BasicSR's own (see README, "Options").
 AMP_DTYPES = {'bf16': torch.bfloat16, 'fp16': torch.float16}
@@ -73,6 +75,8 @@ class NewBPModel(SRModel):
     * validates tile by tile when ``val.tile`` is set (``val.tile_overlap``,
       default 32), and saves beside Ŷ a viewable S (``val.save_s``, default True) and,
       once per image, the degraded input and the ground truth (``<img>_lq.png``, ``<img>_gt.png``);
+    * validates packed raw (CrosstalkDataset ``domain: raw``) on its mosaic (the metrics see all
+      four phases) and saves its pictures processed to sRGB with each sample's camera;
     * writes checkpoints and training states atomically and loads them with
       ``weights_only=True``.
     """
@@ -80,6 +84,7 @@ class NewBPModel(SRModel):
     def __init__(self, opt):
         self.train_options = parse_model_options(opt)
         self.kernel, self.noise, self.lq_path, self.s = None, None, None, None
+        self.raw_view = None  # (cameras, cfa) of a packed raw batch, to view it
         self.input_metrics = {}  # dataset name -> {metric: value of the degraded input itself}
         self.input_sums = None  # accumulated while the first validation of a dataset runs
         super().__init__(opt)
@@ -121,9 +126,11 @@ class NewBPModel(SRModel):
 
     def feed_data(self, data):
         self.kernel = data['kernel'].to(self.device) if 'kernel' in data else None
-        self.noise = None
+        self.noise, self.raw_view = None, None
         if 'scene' in data:  # CrosstalkDataset: clean scenes and the draws of their degradation
             self.noise = {key: data['sensor'][key].to(self.device) for key in ('gain', 'read_sigma')}
+            if 'cfa' in data['sensor']:
+                self.raw_view = Cameras.from_draws(data['sensor']), data['sensor']['cfa'][0]
             self._check_light(data['sensor'])
             with torch.no_grad():
                 data = dict(data, lq=degrade_batch(data, self.device))
@@ -278,14 +285,30 @@ class NewBPModel(SRModel):
         if save_s:
             kind = s_kind(self.get_bare_model(self.net_g))
             imwrite(s_to_image(self.s[0], kind), osp.join(folder, f'{stem}_S.png'))
+        if self.raw_view is not None:  # Ŷ: BasicSR would save the mosaic its metrics see (nondist_validation)
+            imwrite(self._picture(self.output), osp.join(folder, f'{stem}.png'))
         for name in ('lq', 'gt'):
             path = osp.join(folder, f'{img_name}_{name}.png')
             if hasattr(self, name) and not osp.exists(path):
-                imwrite(tensor2img([getattr(self, name)[0:1].detach().cpu()]), path)
+                imwrite(self._picture(getattr(self, name)), path)
+
+    def _picture(self, images):
+        """The first of (B, C, H, W) images as an 8-bit BGR picture; packed raw processed to sRGB by its camera."""
+        images = images.detach().cpu()
+        if self.raw_view is not None:
+            cameras, cfa = self.raw_view
+            images = process(unpack(images.double().clamp(0, 1)), cameras, cfa)
+        return tensor2img([images[0:1]])
+
+    def _metric_view(self, images):
+        """(B, C, H, W) images as the metrics see them: packed raw as its (B, 1, 2H, 2W) mosaic (BasicSR's
+        tensor2img takes 1 or 3 channels, and would drop a fourth)."""
+        return images if self.raw_view is None else unpack(images)
 
     def _accumulate_input_metrics(self):
         """Add the metrics of the degraded input (lq against gt) of this image to ``input_sums``."""
-        data = {'img': tensor2img([self.lq.detach().cpu()]), 'img2': tensor2img([self.gt.detach().cpu()])}
+        data = {'img': tensor2img([self._metric_view(self.lq.detach().cpu())]),
+                'img2': tensor2img([self._metric_view(self.gt.detach().cpu())])}
         for name, metric_opt in self.opt['val']['metrics'].items():
             self.input_sums[name] = self.input_sums.get(name, 0) + calculate_metric(data, metric_opt)
         self.input_sums['#images'] = self.input_sums.get('#images', 0) + 1
@@ -295,7 +318,11 @@ class NewBPModel(SRModel):
         self.current_iter, self.val_dataset_name = current_iter, dataloader.dataset.opt['name']
         measure_input = self.opt['val'].get('metrics') and self.val_dataset_name not in self.input_metrics
         self.input_sums = {} if measure_input else None
-        super().nondist_validation(dataloader, current_iter, tb_logger, save_img)
+        is_raw = getattr(dataloader.dataset, 'is_raw', False)
+        if is_raw and measure_input:
+            get_root_logger().info(f'Validation {self.val_dataset_name} is packed raw: metrics on its mosaic (linear, '
+                                   "every phase), pictures processed to sRGB with each image's camera.")
+        super().nondist_validation(dataloader, current_iter, tb_logger, save_img and not is_raw)  # raw: _save_visuals
         if self.input_sums:
             count = self.input_sums.pop('#images')
             self.input_metrics[self.val_dataset_name] = {k: v / count for k, v in self.input_sums.items()}
@@ -309,7 +336,7 @@ class NewBPModel(SRModel):
                     tb_logger.add_scalar(f'metrics/{self.val_dataset_name}/input_{k}', v, current_iter)
 
     def get_current_visuals(self):
-        visuals = super().get_current_visuals()
+        visuals = {key: self._metric_view(value) for key, value in super().get_current_visuals().items()}
         if self.s is not None:
             visuals['s'] = self.s.detach().cpu()
         return visuals

@@ -1,8 +1,10 @@
 """Ablation of the NewBP head on the front-door recipe: same data, budget and seed for every variant.
 
-Each variant is options/newbp_nafnet.yml with its ``network_g`` changed, trained by the real
-``basicsr train`` (CPU), and scored by the recipe's own validation (PSNR on the bundled
-validation photographs; the degraded input's PSNR is logged beside it).
+Each variant is options/newbp_nafnet.yml with its ``network_g`` changed (and, for the fine-tuned
+variants, its ``path:pretrain_network_g``), trained by the real ``basicsr train`` (CPU), and scored
+by validation at the last iteration on the recipe's two validation photographs and on the 12
+colour test crops (datasets/sample/test_color.lmdb), both degraded by the recipe's sensor block
+(the degraded input's PSNR is logged beside each).
 
     python benchmarks/ablation.py [--iters 1500] [--variants nafnet newbp_converse ...] [--threads 2]
 
@@ -38,7 +40,13 @@ VARIANTS = {
     'kernel_aware_1': ('KernelAwareNAFNet, 1 stage (data step with K, then the prior)', {
         'type': 'KernelAwareNAFNet', 'stages': 1}),
     'kernel_aware_3': ('KernelAwareNAFNet, 3 stages, shared prior', {'type': 'KernelAwareNAFNet', 'stages': 3}),
+    'kernel_aware_1_finetune': ('KernelAwareNAFNet, 1 stage, fine-tuned from the shipped universal model', {
+        'type': 'KernelAwareNAFNet', 'stages': 1,
+        'pretrain_network_g': 'experiments/pretrained_models/KernelAwareNAFNet-universal.pth'}),
+    'nafnet_finetune': ('NAFNet, fine-tuned from NAFNet-universal (options/train/NAFNet-universal.yml, trained first)',
+                        {'type': 'NAFNet', 'pretrain_network_g': 'experiments/NAFNet-universal/models/net_g_latest.pth'}),
 }
+TEST_SPLIT = 'datasets/sample/test_color.lmdb'  # 12 colour crops in no training or validation region
 
 
 def load_recipe():
@@ -50,6 +58,10 @@ def variant_options(recipe, name, iters):
     """The recipe as a plain dict, for one variant and a budget of ``iters`` iterations."""
     opt = dict(recipe, name=f'ablation_{name}')  # its sensor: block reaches the variant's network too
     _, changes = VARIANTS[name]
+    changes = None if changes is None else dict(changes)
+    pretrained = None if changes is None else changes.pop('pretrain_network_g', None)
+    if pretrained is not None:
+        opt['path'] = dict(opt['path'], pretrain_network_g=osp.join(ROOT, pretrained))
     network = dict(opt['network_g'])
     if changes is None:
         network = {'type': 'NAFNet', **{k: network[k] for k in BODY_KEYS}}
@@ -58,7 +70,9 @@ def variant_options(recipe, name, iters):
     else:
         network.update(changes)
     opt['network_g'] = network
-    for phase in ('train', 'val'):
+    opt['datasets'] = dict(opt['datasets'], val_test=dict(opt['datasets']['val'], name='sample_test_color',
+                                                          dataroot_gt=TEST_SPLIT))
+    for phase in ('train', 'val', 'val_test'):
         opt['datasets'][phase]['dataroot_gt'] = osp.join(ROOT, opt['datasets'][phase]['dataroot_gt'])
     train = opt['train']
     train['total_iter'] = iters
@@ -84,13 +98,17 @@ def run_variant(name, iters, workdir, threads):
     exp = osp.join(workdir, 'experiments', opt['name'])
     log = ''.join(open(osp.join(exp, f), encoding='utf-8').read() for f in sorted(os.listdir(exp))
                   if f.startswith('train_') and f.endswith('.log'))
-    psnr = [float(v) for v in re.findall(r'Validation sample_val\s+# psnr: ([\d.]+)', log)]
-    input_psnr = [float(v) for v in re.findall(r'Degraded input sample_val \(no restoration\)\s+# psnr: ([\d.]+)', log)]
+    def last(pattern):
+        return [float(v) for v in re.findall(pattern, log)][-1]
+
     params = re.search(r'Network: \w+, with parameters: ([\d,]+)', log)
     return {
-        'variant': name, 'description': VARIANTS[name][0], 'iters': iters, 'val_psnr': psnr[-1],
-        'input_psnr': input_psnr[-1], 'params': int(params.group(1).replace(',', '')) if params else None,
-        'train_seconds': round(seconds, 1)
+        'variant': name, 'description': VARIANTS[name][0], 'iters': iters,
+        'val_psnr': last(r'Validation sample_val\s+# psnr: ([\d.]+)'),
+        'input_psnr': last(r'Degraded input sample_val \(no restoration\)\s+# psnr: ([\d.]+)'),
+        'test_psnr': last(r'Validation sample_test_color\s+# psnr: ([\d.]+)'),
+        'test_input_psnr': last(r'Degraded input sample_test_color \(no restoration\)\s+# psnr: ([\d.]+)'),
+        'params': int(params.group(1).replace(',', '')) if params else None, 'train_seconds': round(seconds, 1)
     }
 
 
@@ -107,13 +125,15 @@ def main():
         for name in args.variants:
             rows.append(run_variant(name, args.iters, workdir, args.threads))
             row = rows[-1]
-            print(f"{name}: val PSNR {row['val_psnr']:.2f} dB (input {row['input_psnr']:.2f}), "
-                  f"{row['train_seconds']:.0f} s", flush=True)
+            print(f"{name}: val PSNR {row['val_psnr']:.2f} dB (input {row['input_psnr']:.2f}), test split "
+                  f"{row['test_psnr']:.2f} dB (input {row['test_input_psnr']:.2f}), {row['train_seconds']:.0f} s",
+                  flush=True)
     save_json({'recipe': 'options/newbp_nafnet.yml', 'iters': args.iters, 'rows': rows}, args.out)
-    print('\n| variant | val PSNR (dB) | gain over input (dB) | params | train time (s) |\n|---|---:|---:|---:|---:|')
+    print('\n| variant | val PSNR (dB) | test split PSNR (dB) | test gain over input (dB) | params | train time (s) |'
+          '\n|---|---:|---:|---:|---:|---:|')
     for row in rows:
-        print(f"| {row['description']} | {row['val_psnr']:.2f} | {row['val_psnr'] - row['input_psnr']:+.2f} | "
-              f"{row['params']:,} | {row['train_seconds']:.0f} |")
+        print(f"| {row['description']} | {row['val_psnr']:.2f} | {row['test_psnr']:.2f} | "
+              f"{row['test_psnr'] - row['test_input_psnr']:+.2f} | {row['params']:,} | {row['train_seconds']:.0f} |")
 
 
 if __name__ == '__main__':

@@ -121,3 +121,12 @@ def test_hyper_alpha_starts_as_per_stage_then_follows_the_noise_level():
     assert log_tau.shape == (2, 2) and not torch.allclose(log_tau[0], log_tau[1])
     hyper(x, noise=noise).square().mean().backward()
     assert hyper.alpha_net[0].weight.grad.abs().sum() > 0 and not hasattr(hyper, 'log_tau')
+
+
+def test_checkpoints_hold_weights_not_the_sensor_kernel():
+    """A model trained without a fixed K (the universal one) loads strictly into one built with a sensor's K."""
+    universal = KernelAwareNAFNet(**TINY)
+    with_kernel = KernelAwareNAFNet(**TINY, kernel=CMOS)
+    assert 'kernel' not in with_kernel.state_dict()
+    with_kernel.load_state_dict(universal.state_dict(), strict=True)
+    assert with_kernel.kernel is not None

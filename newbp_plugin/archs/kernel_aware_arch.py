@@ -88,7 +88,8 @@ class KernelAwareNAFNet(nn.Module):
             self.alpha_net = nn.Sequential(nn.Linear(1, HYPER_WIDTH), nn.ReLU(), nn.Linear(HYPER_WIDTH, stages))
             nn.init.zeros_(self.alpha_net[-1].weight)  # τ_t = init_tau at every noise level to start with
             nn.init.constant_(self.alpha_net[-1].bias, math.log(init_tau))
-        self.register_buffer('kernel', physical_kernel(kernel, img_channel, 'KernelAwareNAFNet'))
+        # not saved in checkpoints: K belongs to the sensor, not to the weights (the universal model takes any)
+        self.register_buffer('kernel', physical_kernel(kernel, img_channel, 'KernelAwareNAFNet'), persistent=False)
         self.default_noise = (float(gain), float(read_sigma))
 
     def noise_std(self, light, noise):

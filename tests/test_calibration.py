@@ -71,6 +71,19 @@ def test_recovers_gain_and_offset():
     assert np.allclose(fit.gain, gain, atol=1e-4) and np.allclose(fit.offset, offset, atol=1e-4)
 
 
+def test_clipped_highlights_are_left_out_of_the_fit():
+    """An over-exposed capture (gain 1.8: the bright half clips at 1) still gives K: the clipped pixels and their
+    neighbours, which do not follow the linear model, are not equations; all-clipped captures are an error."""
+    kernel = per_channel(FRONT_DOOR)
+    reference = photo('astronaut', 100, 180)
+    overexposed = np.minimum(capture(reference, kernel, (1.8, ) * 3), 1.0)  # 1 in the file: clipped
+    assert (overexposed >= 1).mean() > 0.1
+    fit = fit_kernel([reference], [overexposed], size=5, register=False)
+    assert np.abs(fit.kernel - kernel).max() < 1e-3 and np.allclose(fit.gain, 1.8, atol=1e-3)
+    with pytest.raises(ValueError, match=r'captured\[0\]: .* pixels lie next to clipped values'):
+        fit_kernel([reference], [np.ones_like(reference)], size=5, register=False)
+
+
 def test_pixel_shift_is_registered():
     """Measured: shift within 0.003 px, K within 1.2e-3 (the registration's own bias, ~0.003 px); 0.51 unregistered."""
     kernel = per_channel(FRONT_DOOR)

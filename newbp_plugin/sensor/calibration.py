@@ -19,7 +19,8 @@ layouts of :mod:`newbp_plugin.sensor.layout`), a_c the exposure (gain) and b_c t
 2. Least squares in the spatial domain: for output channel c the unknowns are the unnormalised
    kernel ``w = a_c · K[c]`` (k·k values, or C·k·k for a mixing kernel) and b_c; each interior
    pixel is one equation (a border of ``k // 2 + ceil(|shift|) + 1`` pixels is left out, where the
-   kernel would read beyond the reference). The normal equations of all pairs are summed, b_c is
+   kernel would read beyond the reference; so is every pixel whose k×k window holds a clipped
+   capture value, 0 or 1: there clipping cut the noise to one side, which would bias the fit). The normal equations of all pairs are summed, b_c is
    eliminated (centred columns), and ``w >= 0`` is imposed exactly by the Lawson–Hanson active-set
    method (:func:`nonnegative_least_squares`). Then ``a_c = Σ w``, ``K[c] = w / a_c`` (sum 1) and
    ``b_c = mean(captured_c - K-part)``.
@@ -45,6 +46,7 @@ REGISTRATION_PAD = 16  # reflected pixels around the reference before its Fourie
 REGISTRATION_BAND = 0.25  # frequencies [cycles/px] whose phase gives the sub-pixel shift
 REGISTRATION_TAPER = 0.125  # share of each side of the sub-pixel registration's window that tapers to 0
 REGISTRATION_ITERATIONS = 4  # sub-pixel refinements
+MIN_EQUATIONS_PER_UNKNOWN = 10  # unclipped pixels needed per unknown of the least squares
 NEIGHBOURS = {'left': (0, -1), 'right': (0, 1), 'up': (-1, 0), 'down': (1, 0)}  # (dy, dx) from the centre
 
 
@@ -235,6 +237,16 @@ def _patches(reference, size, border):
     return columns.view(reference.shape[0], size, size, -1).flip(1, 2).reshape(-1, columns.shape[-1])
 
 
+def _unclipped(captured, size, border):
+    """(N,) bool, in the order of :func:`_patches`: interior pixels whose k×k window holds no clipped
+    capture value (0 or 1) in any channel."""
+    inner = captured[:, border - size // 2:captured.shape[1] - border + size // 2,
+                     border - size // 2:captured.shape[2] - border + size // 2][:, None]
+    low = -F.max_pool2d(-inner, size, stride=1).amin(0).flatten()
+    high = F.max_pool2d(inner, size, stride=1).amax(0).flatten()
+    return ((low > 0) & (high < 1)).numpy()
+
+
 def fit_kernel(references, captures, size=5, mixing=False, linear_light=True, register=True, names=None):
     """Fit K (and the capture's gain and offset) from pairs of images, see the module docstring.
 
@@ -272,10 +284,14 @@ def fit_kernel(references, captures, size=5, mixing=False, linear_light=True, re
     cross = np.zeros((channels, unknowns))
     target_sums = np.zeros(channels)
     count = 0
-    for reference, captured, border in zip(aligned, captures, borders):
-        columns = _patches(reference, size, border).numpy()
+    for reference, captured, border, (_, name) in zip(aligned, captures, borders, names):
+        kept = _unclipped(captured, size, border)
+        if kept.sum() < MIN_EQUATIONS_PER_UNKNOWN * channels * size * size:
+            raise ValueError(f'{name}: {kept.size - kept.sum()} of its {kept.size} pixels lie next to clipped values '
+                             '(0 or 1); too few are left to fit the kernel: use a capture exposed within range')
+        columns = _patches(reference, size, border).numpy()[:, kept]
         targets = captured[:, border:captured.shape[1] - border, border:captured.shape[2] - border].reshape(
-            channels, -1).numpy()
+            channels, -1).numpy()[:, kept]
         gram += columns @ columns.T
         column_sums += columns.sum(1)
         cross += targets @ columns.T

@@ -179,14 +179,15 @@ def _kernels_list(parsed, rest):
 
 def _kernels_show(parsed, rest):
     from newbp_plugin.kernels import build_kernel, describe_spec, parse_kernel_spec, render_kernel_png
-    from newbp_plugin.kernels.preview import format_kernel
+    from newbp_plugin.kernels.preview import format_kernel, kernel_pattern
     _command_line_plugins(parsed)
     spec = parse_kernel_spec(parsed.spec)
     kernel = build_kernel(spec, rng=parsed.seed)
+    pattern = kernel_pattern(spec)  # names the phases of a packed-raw kernel
     print(f'{describe_spec(spec)}: shape {tuple(kernel.shape)}, sum {float(kernel.sum()):.6g}')
-    print(format_kernel(kernel, parsed.decimals))
+    print(format_kernel(kernel, parsed.decimals, pattern))
     if parsed.out:
-        render_kernel_png(kernel, parsed.out)
+        render_kernel_png(kernel, parsed.out, pattern=pattern)
         print(f'wrote {parsed.out}')
     return 0
 

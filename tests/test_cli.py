@@ -150,6 +150,22 @@ def test_kernels_show_writes_png(tmp_path, capsys):
     assert '   0  0.05  0.87  0.02' in capsys.readouterr().out
 
 
+def test_kernels_show_names_the_phases_of_a_bayer_kernel(tmp_path, capsys):
+    import cv2
+    import numpy as np
+    from newbp_plugin.kernels import build_kernel, render_kernel
+    out = tmp_path / 'k.png'
+    assert cli.main(['kernels', 'show', '{type: bayer_crosstalk, pattern: GRBG}', '--out', str(out)]) == 0
+    titles = [line.split(':')[0] for line in capsys.readouterr().out.splitlines() if ' <- ' in line]
+    assert titles[:4] == ['out Gr <- in Gr', 'out Gr <- in R', 'out Gr <- in B', 'out Gr <- in Gb']
+    assert titles[-1] == 'out Gb <- in Gb' and len(titles) == 16
+    kernel = build_kernel({'type': 'bayer_crosstalk', 'pattern': 'GRBG'})
+    np.testing.assert_array_equal(cv2.imread(str(out)), render_kernel(kernel, pattern='GRBG'))
+    assert not np.array_equal(cv2.imread(str(out)), render_kernel(kernel))  # the titles are drawn
+    assert cli.main(['kernels', 'show', '{type: bayer_crosstalk}']) == 0  # the type's default pattern, RGGB
+    assert 'out R <- in Gr: sum' in capsys.readouterr().out
+
+
 def test_kernels_show_bad_spec_is_one_line_exit_2(capsys):
     assert cli.main(['kernels', 'show', '{type: gausian}']) == 2
     err = capsys.readouterr().err.strip().splitlines()

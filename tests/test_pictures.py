@@ -123,6 +123,12 @@ def test_format_kernel_prints_values_offsets_and_sums():
     assert mixing.splitlines()[2] == '   0  0.9000'
 
 
+def test_format_kernel_names_the_phases_of_packed_raw():
+    packed = build_kernel({'type': 'bayer_crosstalk', 'pattern': 'RGGB'})
+    assert 'out B <- in Gb: sum' in format_kernel(packed, pattern='BGGR')
+    assert 'out TL <- in BR: sum' in format_kernel(packed)  # no pattern: the places in the 2x2 cell
+
+
 def test_auto_crop_goes_where_the_methods_disagree():
     clean = torch.zeros(1, 3, 40, 50)
     other = clean.clone()

@@ -6,6 +6,7 @@ import numpy as np
 
 from newbp_plugin.pictures import (BACKGROUND, LABEL_HEIGHT, TEXT_COLOUR, VIRIDIS, colour_bar, colourise, enlarge,
                                   label, put_text, side_by_side, stacked, text_width, titled)
+from .bayer import phase_names
 from .build import RANDOM_TYPE
 from .registry import KERNEL_REGISTRY
 
@@ -13,6 +14,7 @@ TILE_TARGET = 240  # default tile side [screen px]
 PLOT_HEIGHT = 96  # height of the profile plot under each tile [screen px]
 ROW_COLOUR, COLUMN_COLOUR = (0, 165, 255), (255, 255, 0)  # BGR: orange centre row, cyan centre column
 AXIS_COLOUR = (160, 160, 160)
+PHASE_POSITIONS = ('TL', 'TR', 'BL', 'BR')  # the 2x2 CFA cell in raster order: top-left, top-right, ...
 
 
 def describe_kernels():
@@ -37,36 +39,54 @@ def _plot(profiles, lo, hi, width):
     return plot
 
 
-def channel_names(count):
-    """Names of ``count`` colour channels: R, G, B for three (the networks' order), else c0, c1, ..."""
-    return ['R', 'G', 'B'] if count == 3 else [f'c{index}' for index in range(count)]
+def channel_names(count, pattern=None):
+    """Names of ``count`` channels: R, G, B for three (the networks' order); for four, the phases of packed raw,
+    named by the CFA ``pattern`` (GRBG: Gr, R, B, Gb) or, without one, by their place in the 2x2 cell
+    (``PHASE_POSITIONS``); else c0, c1, ...
+    """
+    if count == 3:
+        return ['R', 'G', 'B']
+    if count == 4:
+        return list(PHASE_POSITIONS if pattern is None else phase_names(pattern))
+    return [f'c{index}' for index in range(count)]
 
 
-def kernel_planes(kernel):
+def kernel_pattern(spec):
+    """The CFA pattern of a kernel spec: its ``pattern`` option, or the default of its type's (e.g.
+    ``bayer_crosstalk``: RGGB); None when the spec is no mapping or its type has no pattern option."""
+    if not isinstance(spec, dict) or spec.get('type') not in KERNEL_REGISTRY:
+        return None
+    default = inspect.signature(KERNEL_REGISTRY.get(spec['type'])).parameters.get('pattern')
+    pattern = spec.get('pattern', None if default is None else default.default)
+    return pattern if isinstance(pattern, str) else None
+
+
+def kernel_planes(kernel, pattern=None):
     """The 2-D planes of a kernel as a grid: rows of ``(title, (kh, kw) plane)``.
 
     (kh, kw): one plane; (C, kh, kw): one row of C channels; (C, C, kh, kw): a C x C grid,
-    row = output channel, column = input channel.
+    row = output channel, column = input channel. Channels are named by :func:`channel_names`.
     """
     kernel = np.asarray(kernel, dtype=np.float64)
     if kernel.ndim == 2:
         return [[('kernel', kernel)]]
-    names = channel_names(kernel.shape[0])
+    names = channel_names(kernel.shape[0], pattern)
     if kernel.ndim == 3:
         return [[(name, plane) for name, plane in zip(names, kernel)]]
     return [[(f'out {out} <- in {source}', plane) for source, plane in zip(names, row)]
             for out, row in zip(names, kernel)]
 
 
-def format_kernel(kernel, decimals=4):
+def format_kernel(kernel, decimals=4, pattern=None):
     """The kernel's values as text tables, one per plane, rounded, with each plane's sum.
 
     Columns are x offsets from the centre (right +), rows y offsets (down +). A channel-mixing
-    kernel also gets each output channel's sum over its inputs (1 after normalisation).
+    kernel also gets each output channel's sum over its inputs (1 after normalisation). ``pattern``:
+    the CFA pattern that names the phases of a packed-raw kernel (:func:`channel_names`).
     """
     lines = []
     width = decimals + 4
-    for row in kernel_planes(kernel):
+    for row in kernel_planes(kernel, pattern):
         for title, plane in row:
             kh, kw = plane.shape
             lines.append(f'{title}: sum {plane.sum():.{decimals}f}')
@@ -118,7 +138,7 @@ def _tile(title, plane, lo, hi, scale):
     return titled(body, f'{title}: sum {plane.sum():.4g}')
 
 
-def render_kernel(kernel, scale=None):
+def render_kernel(kernel, scale=None, pattern=None):
     """BGR uint8 picture of a kernel, values shown: a grid of planes, each with its title and sum,
     its values written in the cells (when they fit), pixel offsets (x right, y down), and its
     centre-row (orange) and centre-column (cyan) profiles; one colour bar for all.
@@ -130,6 +150,7 @@ def render_kernel(kernel, scale=None):
     Args:
         kernel (np.ndarray): (kh, kw), (C, kh, kw) or (C, C, kh, kw).
         scale (int | None): screen px per kernel px (nearest). Default: TILE_TARGET // max(kh, kw), >= 1.
+        pattern (str | None): CFA pattern naming the phases of a packed-raw kernel (:func:`channel_names`).
 
     Returns:
         np.ndarray: (H, W, 3): two legend lines, then the grid, the colour bar on its right.
@@ -140,7 +161,7 @@ def render_kernel(kernel, scale=None):
     lo, hi = min(0.0, kernel.min()), kernel.max()
     hi = hi if hi > lo else lo + 1.0
     grid = stacked([side_by_side([_tile(title, plane, lo, hi, scale) for title, plane in row], gap=8)
-                    for row in kernel_planes(kernel)], gap=8)
+                    for row in kernel_planes(kernel, pattern)], gap=8)
     bar = colour_bar(kh * scale, lo, hi, VIRIDIS)
     bar = np.pad(bar, ((LABEL_HEIGHT, 0), (0, 0), (0, 0)), constant_values=BACKGROUND)  # level with the first plane
     picture = side_by_side([grid, bar], gap=8)
@@ -155,9 +176,9 @@ def render_kernel(kernel, scale=None):
     return np.pad(stacked([legend, picture]), ((4, 4), (4, 4), (0, 0)), constant_values=BACKGROUND)
 
 
-def render_kernel_png(kernel, path, scale=None):
+def render_kernel_png(kernel, path, scale=None, pattern=None):
     """Write :func:`render_kernel`'s picture to ``path`` (PNG); return the picture."""
-    image = render_kernel(kernel, scale)
+    image = render_kernel(kernel, scale, pattern)
     if not cv2.imwrite(str(path), image):
         raise OSError(f'could not write the kernel picture to {path}')
     return image

@@ -19,6 +19,7 @@ import sys
 
 import yaml
 
+from newbp_plugin.kernels.bayer import CFA_PATTERNS
 from newbp_plugin.plugins import load_plugins, origin
 from newbp_console import version_report
 from newbp_plugin.preflight import USER_ERRORS, check_run_options, error_message
@@ -225,7 +226,8 @@ def _restore(parsed, rest):
 
 def _calibrate(parsed, rest):
     import numpy as np
-    from newbp_plugin.sensor.calibration import describe_calibration, fit_kernel, read_image, write_report
+    from newbp_plugin.sensor.calibration import (describe_calibration, fit_kernel, fit_raw_kernel, read_image,
+                                                 write_report)
     references, captures = parsed.reference or [], parsed.captured or []
     if len(references) != len(captures):
         raise UsageError(f'give one --captured per --reference (pairs in order), got {len(references)} --reference '
@@ -234,13 +236,21 @@ def _calibrate(parsed, rest):
         raise UsageError(f'--size {parsed.size}: the kernel side must be odd and >= 1 (it has a centre pixel)')
     if not parsed.output.endswith('.npy'):
         raise UsageError(f'-o {parsed.output}: the kernel file must end in .npy')
+    if parsed.cfa and (parsed.mixing or parsed.linear_light is not None):
+        raise UsageError(f"--cfa {parsed.cfa}: the packed raw kernel is always channel-mixing and fitted on the "
+                         f"file's linear values; leave out {'--mixing' if parsed.mixing else '--[no-]linear-light'}")
     names = list(zip(references, captures))
-    calibration = fit_kernel([read_image(path) for path in references], [read_image(path) for path in captures],
-                             parsed.size, parsed.mixing, parsed.linear_light, parsed.register, names)
+    images = [read_image(path) for path in references], [read_image(path) for path in captures]
+    if parsed.cfa:
+        calibration = fit_raw_kernel(*images, parsed.cfa, parsed.size, parsed.register, names)
+    else:
+        calibration = fit_kernel(*images, parsed.size, parsed.mixing, parsed.linear_light is not False,
+                                 parsed.register, names)
     os.makedirs(os.path.dirname(os.path.abspath(parsed.output)), exist_ok=True)
     np.save(parsed.output, calibration.kernel)
     print(describe_calibration(calibration, names))
-    print(f'wrote {parsed.output} (kernel: {parsed.output} or {{type: file, path: {parsed.output}}})')
+    where = f', with domain: raw and cfa: {parsed.cfa}' if parsed.cfa else ''
+    print(f'wrote {parsed.output} (kernel: {parsed.output} or {{type: file, path: {parsed.output}}}{where})')
     if parsed.report:
         print(f"wrote {', '.join(write_report(calibration, names, parsed.report))}")
     return 0
@@ -317,14 +327,20 @@ def build_parser():
     calibrate = commands.add_parser('calibrate', help="fit the sensor's kernel K from pairs of a clean reference "
                                     'and its capture', parents=[debug])
     calibrate.add_argument('--reference', action='append', required=True, metavar='REF',
-                           help='a clean image of the scene (PNG, TIFF; 8 or 16 bits); repeat for several pairs')
+                           help='a clean image of the scene (PNG, TIFF: 8 or 16 bits or float; .npy); repeat for '
+                           'several pairs')
     calibrate.add_argument('--captured', action='append', required=True, metavar='CAP',
                            help='the same scene as the sensor captured it, one per --reference, in order')
-    calibrate.add_argument('--size', type=int, default=5, help='odd side of the kernel [px] (default: 5)')
+    calibrate.add_argument('--size', type=int, default=5,
+                           help='odd side of the kernel [px; with --cfa packed px, 2x2 cells] (default: 5)')
     calibrate.add_argument('--mixing', action='store_true',
                            help='fit a channel-mixing kernel (C, C, k, k) rather than one per channel (C, k, k)')
-    calibrate.add_argument('--linear-light', action=argparse.BooleanOptionalAction, default=True,
-                           help='the images are sRGB-encoded: fit K on linear light (default: yes)')
+    calibrate.add_argument('--cfa', choices=CFA_PATTERNS,
+                           help='raw: the captures are single-channel mosaics of this CFA pattern (the references '
+                           'too, or RGB images mosaicked on it); fits the packed (4, 4, k, k) kernel of domain: raw '
+                           'in the linear file values, registered by whole 2x2 cells')
+    calibrate.add_argument('--linear-light', action=argparse.BooleanOptionalAction,
+                           help='the images are sRGB-encoded: fit K on linear light (default: yes; raw, --cfa: no)')
     calibrate.add_argument('--no-register', dest='register', action='store_false',
                            help='the pairs are pixel-aligned: skip the registration (keeps an asymmetric K as it is)')
     calibrate.add_argument('-o', '--output', required=True, help='the kernel file to write, .npy')

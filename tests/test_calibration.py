@@ -200,3 +200,82 @@ def test_cli_bad_inputs_are_one_line_errors(tmp_path):
         assert result.stderr.strip().splitlines() == [result.stderr.strip()], result.stderr
         assert result.stderr.startswith('basicsr calibrate: error: ') and message in result.stderr, result.stderr
     assert not (tmp_path / 'k.npy').exists()
+
+
+def raw_pair(pattern, shift_cells=(0, 0)):
+    """A photo unprocessed to a linear (1, 128, 128) mosaic, and its capture through ``bayer_crosstalk`` on the
+    packed planes (``ops.crosstalk``), its content moved by ``shift_cells`` whole 2x2 cells; and the kernel."""
+    from newbp_plugin.ops import crosstalk
+    from newbp_plugin.sensor.mosaic import pack, unpack
+    from newbp_plugin.sensor.unprocess import draw_cameras, unprocess
+    rgb = torch.as_tensor(photo('astronaut', 100, 180))[None]
+    raw = unprocess(rgb, draw_cameras(np.random.default_rng(0), 1), pattern)
+    kernel = build_kernel({'type': 'bayer_crosstalk', 'pattern': pattern})
+    captured = unpack(crosstalk(pack(raw), torch.as_tensor(kernel, dtype=raw.dtype)[None]))
+    captured = torch.roll(captured, (2 * shift_cells[0], 2 * shift_cells[1]), dims=(-2, -1))
+    return raw[0].numpy(), captured[0].numpy(), kernel
+
+
+@pytest.mark.parametrize('pattern, shift_cells, register', [('RGGB', (0, 0), False), ('GRBG', (0, 0), True),
+                                                            ('GBRG', (1, -2), True)])
+def test_raw_kernel_is_recovered_on_the_packed_planes(pattern, shift_cells, register):
+    from newbp_plugin.sensor.calibration import fit_raw_kernel
+    reference, captured, kernel = raw_pair(pattern, shift_cells)
+    fit = fit_raw_kernel([reference], [captured], pattern, size=3, register=register)
+    assert fit.kernel.shape == (4, 4, 3, 3) and np.abs(fit.kernel - kernel).max() < 1e-3
+    assert np.allclose(fit.kernel.sum((1, 2, 3)), 1, atol=1e-6)
+    assert fit.shifts == [tuple(map(float, shift_cells))]  # whole packed pixels
+    assert fit.pattern == pattern and (fit.residual_rms < 1e-6).all()
+
+
+def test_raw_reference_may_be_rgb_mosaicked_on_the_pattern():
+    from newbp_plugin.sensor.calibration import fit_raw_kernel
+    from newbp_plugin.sensor.mosaic import PHASE_OFFSETS, phase_channels
+    reference, captured, kernel = raw_pair('BGGR')
+    rgb = np.full((3, ) + reference.shape[1:], 0.5)  # the colours each pixel's filter drops: must not be fitted
+    for channel, (row, column) in zip(phase_channels('BGGR'), PHASE_OFFSETS):
+        rgb[channel, row::2, column::2] = reference[0, row::2, column::2]
+    fit = fit_raw_kernel([rgb], [captured], 'BGGR', size=3, register=False)
+    assert np.abs(fit.kernel - kernel).max() < 1e-3
+
+
+def test_cli_cfa_writes_a_packed_kernel_the_raw_dataset_loads(tmp_path):
+    from newbp_plugin.data.crosstalk_dataset import CrosstalkDataset
+    reference, captured, kernel = raw_pair('GRBG')
+    for name, image in (('ref.png', reference), ('cap.png', captured)):
+        cv2.imwrite(str(tmp_path / name), np.round(image[0] * 65535).astype(np.uint16))
+    np.save(tmp_path / 'cap.npy', captured[0].astype(np.float32))
+    result = run_basicsr(['calibrate', '--cfa', 'GRBG', '--reference', 'ref.png', '--captured', 'cap.npy', '--size',
+                          '3', '-o', 'raw_kernel.npy', '--report', 'report'], cwd=tmp_path, env={'OMP_NUM_THREADS': '1'})
+    assert result.returncode == 0, result.stderr
+    loaded = build_kernel(str(tmp_path / 'raw_kernel.npy'))
+    assert loaded.shape == (4, 4, 3, 3) and np.abs(loaded - kernel).max() < 1e-3
+    for text in (result.stdout, (tmp_path / 'report/calibration.md').read_text()):
+        assert [line.split('|')[1].strip() for line in text.splitlines() if line.startswith('| G')] == ['Gr', 'Gb']
+        assert 'phases Gr, R, B, Gb' in text and 'out Gr <- in R' in (tmp_path / 'report/calibration.md').read_text()
+    assert json.loads((tmp_path / 'report/calibration.json').read_text())['pattern'] == 'GRBG'
+    cv2.imwrite(str(tmp_path / 'scene.png'), (photo('chelsea', 50, 50, 64).transpose(1, 2, 0) * 255).astype(np.uint8))
+    dataset = CrosstalkDataset({'name': 'raw', 'phase': 'train', 'dataroot_gt': str(tmp_path), 'meta_info_file': None,
+                                'io_backend': {'type': 'disk'}, 'domain': 'raw', 'cfa': 'GRBG', 'gt_size': 32,
+                                'kernel': str(tmp_path / 'raw_kernel.npy'), 'noise': {'type': 'none'}})
+    assert np.abs(dataset[0]['kernel'].numpy() - kernel).max() < 1e-3  # the packed kernel, as it is
+
+
+def test_cli_cfa_bad_inputs_are_one_line_errors(tmp_path):
+    reference, captured, _ = raw_pair('RGGB')
+    cv2.imwrite(str(tmp_path / 'ref.png'), np.round(reference[0] * 65535).astype(np.uint16))
+    cv2.imwrite(str(tmp_path / 'odd.png'), np.round(reference[0, :, :127] * 65535).astype(np.uint16))
+    cv2.imwrite(str(tmp_path / 'rgb.png'), np.zeros((128, 128, 3), np.uint16))
+    pair = ['--cfa', 'RGGB', '--reference', 'ref.png', '--captured']
+    cases = [
+        (pair + ['rgb.png', '-o', 'k.npy'], 'rgb.png: a raw capture is a single-channel mosaic'),
+        (['--cfa', 'RGGB', '--reference', 'odd.png', '--captured', 'odd.png', '-o', 'k.npy'],
+         'odd.png is 127x128 px; a mosaic holds whole 2x2 CFA cells'),
+        (pair + ['ref.png', '--mixing', '-o', 'k.npy'], '--cfa RGGB: the packed raw kernel is always channel-mixing'),
+        (pair + ['ref.png', '--cfa', 'RGBG', '-o', 'k.npy'], "argument --cfa: invalid choice: 'RGBG'"),
+    ]
+    for args, message in cases:
+        result = run_basicsr(['calibrate'] + args, cwd=tmp_path, env={'OMP_NUM_THREADS': '1'})
+        assert result.returncode == 2, (args, result.stderr)
+        assert message in result.stderr.strip().splitlines()[-1], result.stderr
+    assert not (tmp_path / 'k.npy').exists()

@@ -26,6 +26,13 @@ layouts of :mod:`newbp_plugin.sensor.layout`), a_c the exposure (gain) and b_c t
    ``b_c = mean(captured_c - K-part)``.
 
 The residual is measured with the plugin's one forward operator (:class:`SensorOptics`).
+
+Raw (:func:`fit_raw_kernel`): on a Bayer sensor the crosstalk happens on the mosaic. Reference and
+capture are mosaics (a reference may be an RGB image, mosaicked on the CFA pattern), both packed into
+their 4 phase planes (:func:`newbp_plugin.sensor.mosaic.pack`), and the same least squares fits the
+packed channel-mixing kernel (4, 4, k, k) in the file's (linear) values, each output phase summing to 1.
+Registration moves the reference by whole packed pixels only (2x2 CFA cells): a shift by part of a
+cell would move colours onto other phases.
 """
 import json
 import math
@@ -40,6 +47,7 @@ import torch.nn.functional as F
 from newbp_plugin.kernels import render_kernel_png
 from newbp_plugin.kernels.preview import channel_names, format_kernel
 from newbp_plugin.sensor.layout import physical_kernel
+from newbp_plugin.sensor.mosaic import mosaic, pack
 from newbp_plugin.sensor.optics import SensorOptics
 
 REGISTRATION_PAD = 16  # reflected pixels around the reference before its Fourier shift
@@ -62,6 +70,8 @@ class Calibration:
         residual_rms (np.ndarray): (C,) RMS of ``captured - (a · K * reference + b)`` over the interiors,
             in the working light.
         linear_light (bool): the fit was made in linear light.
+        pattern (str | None): the CFA pattern of a packed-raw fit (:func:`fit_raw_kernel`), which names its
+            channels (the phases); shifts are then in packed pixels (2x2 cells).
     """
     kernel: np.ndarray
     gain: np.ndarray
@@ -69,6 +79,7 @@ class Calibration:
     shifts: list
     residual_rms: np.ndarray
     linear_light: bool
+    pattern: str = None
 
     @property
     def residual_db(self):
@@ -77,22 +88,32 @@ class Calibration:
 
 
 def read_image(path):
-    """An image file as (C, H, W) float64 in [0, 1], RGB order (8- or 16-bit; grey is C = 1; alpha dropped).
+    """An image file as (C, H, W) float64, RGB order: 8- or 16-bit integers scaled to [0, 1], float pixels
+    (a TIFF, or a ``.npy`` of (H, W) or (H, W, 3) RGB) as stored; grey, or a raw mosaic, is C = 1; alpha dropped.
 
     Raises:
-        ValueError: the file is missing, undecodable or not 8/16-bit; the message names it.
+        ValueError: the file is missing, undecodable or of another pixel type; the message names it.
     """
     if not os.path.isfile(path):
         raise ValueError(f'{path}: no such file')
-    image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if str(path).lower().endswith('.npy'):
+        image = np.load(path)
+        if image.ndim not in (2, 3):
+            raise ValueError(f'{path}: an array of shape {image.shape}; expected (H, W) or (H, W, 3)')
+        image = image[..., ::-1] if image.ndim == 3 else image  # as OpenCV holds images: BGR
+    else:
+        image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if image is None:
-        raise ValueError(f'{path}: cannot read it as an image (PNG, TIFF, JPEG)')
-    if image.dtype not in (np.uint8, np.uint16):
-        raise ValueError(f'{path}: {image.dtype} pixels; expected 8- or 16-bit integers')
-    peak = np.iinfo(image.dtype).max
+        raise ValueError(f'{path}: cannot read it as an image (PNG, TIFF, JPEG, .npy)')
+    if image.dtype in (np.uint8, np.uint16):
+        image = image.astype(np.float64) / np.iinfo(image.dtype).max
+    elif image.dtype in (np.float32, np.float64):
+        image = image.astype(np.float64)
+    else:
+        raise ValueError(f'{path}: {image.dtype} pixels; expected 8- or 16-bit integers or floats')
     if image.ndim == 2:
-        return image[None].astype(np.float64) / peak
-    return image[..., :3][..., ::-1].transpose(2, 0, 1).astype(np.float64) / peak
+        return image[None]
+    return np.ascontiguousarray(image[..., :3][..., ::-1].transpose(2, 0, 1))
 
 
 def nonnegative_least_squares(gram, rhs, max_iterations=None):
@@ -247,7 +268,8 @@ def _unclipped(captured, size, border):
     return ((low > 0) & (high < 1)).numpy()
 
 
-def fit_kernel(references, captures, size=5, mixing=False, linear_light=True, register=True, names=None):
+def fit_kernel(references, captures, size=5, mixing=False, linear_light=True, register=True, names=None,
+               subpixel=True):
     """Fit K (and the capture's gain and offset) from pairs of images, see the module docstring.
 
     Args:
@@ -259,6 +281,8 @@ def fit_kernel(references, captures, size=5, mixing=False, linear_light=True, re
         register (bool): align each capture to its reference first. Default: True.
         names (list[tuple[str, str]] | None): (reference, capture) names for error messages. Default:
             ``reference[i]``, ``captured[i]``.
+        subpixel (bool): register to a fraction of a pixel; False: whole pixels (the phase correlation's
+            peak; the reference is moved exactly). Default: True.
 
     Returns:
         Calibration: the kernel, gains, offsets, shifts and residual.
@@ -274,7 +298,8 @@ def fit_kernel(references, captures, size=5, mixing=False, linear_light=True, re
 
     shifts, aligned, borders = [], [], []
     for reference, captured in zip(references, captures):
-        shift = register_shift(reference, captured) if register else (0.0, 0.0)
+        shift = register_shift(reference, captured, REGISTRATION_ITERATIONS if subpixel else 0) if register \
+            else (0.0, 0.0)
         shifts.append(shift)
         aligned.append(shift_image(reference, shift) if register else reference)
         borders.append(size // 2 + math.ceil(max(abs(shift[0]), abs(shift[1]))) + 1)
@@ -325,6 +350,51 @@ def fit_kernel(references, captures, size=5, mixing=False, linear_light=True, re
     return Calibration(kernel.astype(np.float32), gain, offset, shifts, np.sqrt(squared / pixels), linear_light)
 
 
+def fit_raw_kernel(references, captures, pattern, size=3, register=True, names=None):
+    """Fit the packed channel-mixing kernel (4, 4, k, k) of a Bayer sensor from pairs of raw mosaics.
+
+    Both images of a pair are packed into their 4 phase planes and fitted by :func:`fit_kernel` (mixing,
+    in the values as stored: raw is linear); see the module docstring.
+
+    Args:
+        references (list): clean scenes, each a (1, H, W) mosaic or a (3, H, W) RGB image (mosaicked on
+            ``pattern``), linear light, H and W even.
+        captures (list): the sensor's (1, H, W) mosaics, one per reference, same size.
+        pattern (str): the CFA pattern, one of RGGB, BGGR, GRBG, GBRG.
+        size (int): odd side k of the packed kernel [packed px = 2x2 cells]. Default: 3.
+        register (bool): align each capture to its reference first, by whole packed pixels. Default: True.
+        names (list[tuple[str, str]] | None): (reference, capture) names for error messages.
+
+    Returns:
+        Calibration: ``pattern`` set; shifts in packed pixels; the kernel loads as a ``kernel:`` of ``domain: raw``.
+    """
+    names = names or [(f'reference[{i}]', f'captured[{i}]') for i in range(len(references))]
+    packed = {'references': [], 'captures': []}
+    for reference, captured, (reference_name, captured_name) in zip(references, captures, names):
+        reference = torch.as_tensor(np.asarray(reference), dtype=torch.float64)
+        captured = torch.as_tensor(np.asarray(captured), dtype=torch.float64)
+        if captured.ndim != 3 or captured.shape[0] != 1:
+            raise ValueError(f'{captured_name}: a raw capture is a single-channel mosaic, got shape '
+                             f'{tuple(captured.shape)}')
+        if reference.ndim != 3 or reference.shape[0] not in (1, 3):
+            raise ValueError(f'{reference_name}: expected a single-channel mosaic or an RGB image, got shape '
+                             f'{tuple(reference.shape)}')
+        if reference.shape[1:] != captured.shape[1:]:
+            raise ValueError(f'{captured_name} is {captured.shape[2]}x{captured.shape[1]} px, its reference '
+                             f'{reference_name} {reference.shape[2]}x{reference.shape[1]}; a pair must have one size')
+        if captured.shape[1] % 2 or captured.shape[2] % 2:
+            raise ValueError(f'{captured_name} is {captured.shape[2]}x{captured.shape[1]} px; a mosaic holds whole '
+                             '2x2 CFA cells (even sides)')
+        if reference.shape[0] == 3:
+            reference = mosaic(reference[None], pattern)[0]
+        packed['references'].append(pack(reference[None])[0])
+        packed['captures'].append(pack(captured[None])[0])
+    calibration = fit_kernel(packed['references'], packed['captures'], size, mixing=True, linear_light=False,
+                             register=register, names=names, subpixel=False)
+    calibration.pattern = pattern
+    return calibration
+
+
 def kernel_summary(kernel):
     """Per output channel: the weight it keeps and what it leaks, from a (C, k, k) or (C, C, k, k) kernel.
 
@@ -363,17 +433,20 @@ def describe_calibration(calibration, names):
     kernel = calibration.kernel
     mixing = kernel.ndim == 4
     light = 'linear light' if calibration.linear_light else 'the file values'
-    lines = [f"Kernel {'x'.join(map(str, kernel.shape[-2:]))} px, "
-             f"{'channel-mixing (C, C, k, k)' if mixing else 'per channel (C, k, k)'}, fitted in {light}.", '',
+    pixels = 'px' if calibration.pattern is None else f'packed px (2x2 cells of the {calibration.pattern} mosaic)'
+    layout = 'channel-mixing (C, C, k, k)' if mixing else 'per channel (C, k, k)'
+    if calibration.pattern is not None:
+        layout = f"packed raw (4, 4, k, k), phases {', '.join(channel_names(4, calibration.pattern))}"
+    lines = [f"Kernel {'x'.join(map(str, kernel.shape[-2:]))} {pixels}, {layout}, fitted in {light}.", '',
              '| channel | residual RMS | residual [dB] | gain a | offset b | centre | left | right | up | down '
              f"| diagonal | farther |{' other channels |' if mixing else ''}",
              '|---' * (12 + mixing) + '|']
     for name, rms, decibels, gain, offset, summary in zip(
-            channel_names(kernel.shape[0]), calibration.residual_rms, calibration.residual_db, calibration.gain,
+            channel_names(kernel.shape[0], calibration.pattern), calibration.residual_rms, calibration.residual_db, calibration.gain,
             calibration.offset, kernel_summary(kernel)):
         lines.append(f'| {name} | {rms:.3g} | {decibels:.1f} | {gain:.4f} | {offset:+.5f} | '
                      + ' | '.join(f'{value:.4f}' for value in summary.values()) + ' |')
-    lines += ['', 'Shift of each capture from its reference (dy, dx) [px]:']
+    lines += ['', f'Shift of each capture from its reference (dy, dx) [{pixels}]:']
     lines += [f'- {captured}: ({dy:+.3f}, {dx:+.3f}) from {reference}'
               for (reference, captured), (dy, dx) in zip(names, calibration.shifts)]
     return '\n'.join(lines)
@@ -390,14 +463,15 @@ def write_report(calibration, names, folder):
     paths = [os.path.join(folder, name) for name in ('calibration.md', 'calibration.json', 'kernel.png')]
     with open(paths[0], 'w', encoding='utf-8') as file:
         file.write(f"# Sensor kernel calibration\n\n{describe_calibration(calibration, names)}\n\n"
-                   f"![kernel](kernel.png)\n\n```\n{format_kernel(calibration.kernel)}\n```\n")
+                   f"![kernel](kernel.png)\n\n```\n{format_kernel(calibration.kernel, pattern=calibration.pattern)}"
+                   "\n```\n")
     record = {'kernel': calibration.kernel.tolist(), 'gain': calibration.gain.tolist(),
-              'offset': calibration.offset.tolist(), 'residual_rms': calibration.residual_rms.tolist(),
+              'offset': calibration.offset.tolist(), 'pattern': calibration.pattern, 'residual_rms': calibration.residual_rms.tolist(),
               'residual_db': calibration.residual_db.tolist(), 'linear_light': calibration.linear_light,
               'pairs': [{'reference': reference, 'captured': captured, 'shift': list(shift)}
                         for (reference, captured), shift in zip(names, calibration.shifts)],
               'channels': kernel_summary(calibration.kernel)}
     with open(paths[1], 'w', encoding='utf-8') as file:
         json.dump(record, file, indent=2)
-    render_kernel_png(calibration.kernel, paths[2])
+    render_kernel_png(calibration.kernel, paths[2], pattern=calibration.pattern)
     return paths

@@ -246,7 +246,8 @@ def test_cli_cfa_writes_a_packed_kernel_the_raw_dataset_loads(tmp_path):
         cv2.imwrite(str(tmp_path / name), np.round(image[0] * 65535).astype(np.uint16))
     np.save(tmp_path / 'cap.npy', captured[0].astype(np.float32))
     result = run_basicsr(['calibrate', '--cfa', 'GRBG', '--reference', 'ref.png', '--captured', 'cap.npy', '--size',
-                          '3', '-o', 'raw_kernel.npy', '--report', 'report'], cwd=tmp_path, env={'OMP_NUM_THREADS': '1'})
+                          '3', '-o', 'raw_kernel.npy', '--report', 'report'], cwd=tmp_path,
+                         env={'OMP_NUM_THREADS': '1'})
     assert result.returncode == 0, result.stderr
     loaded = build_kernel(str(tmp_path / 'raw_kernel.npy'))
     assert loaded.shape == (4, 4, 3, 3) and np.abs(loaded - kernel).max() < 1e-3

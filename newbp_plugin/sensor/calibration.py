@@ -442,8 +442,8 @@ def describe_calibration(calibration, names):
              f"| diagonal | farther |{' other channels |' if mixing else ''}",
              '|---' * (12 + mixing) + '|']
     for name, rms, decibels, gain, offset, summary in zip(
-            channel_names(kernel.shape[0], calibration.pattern), calibration.residual_rms, calibration.residual_db, calibration.gain,
-            calibration.offset, kernel_summary(kernel)):
+            channel_names(kernel.shape[0], calibration.pattern), calibration.residual_rms, calibration.residual_db,
+            calibration.gain, calibration.offset, kernel_summary(kernel)):
         lines.append(f'| {name} | {rms:.3g} | {decibels:.1f} | {gain:.4f} | {offset:+.5f} | '
                      + ' | '.join(f'{value:.4f}' for value in summary.values()) + ' |')
     lines += ['', f'Shift of each capture from its reference (dy, dx) [{pixels}]:']
@@ -466,7 +466,8 @@ def write_report(calibration, names, folder):
                    f"![kernel](kernel.png)\n\n```\n{format_kernel(calibration.kernel, pattern=calibration.pattern)}"
                    "\n```\n")
     record = {'kernel': calibration.kernel.tolist(), 'gain': calibration.gain.tolist(),
-              'offset': calibration.offset.tolist(), 'pattern': calibration.pattern, 'residual_rms': calibration.residual_rms.tolist(),
+              'offset': calibration.offset.tolist(), 'pattern': calibration.pattern,
+              'residual_rms': calibration.residual_rms.tolist(),
               'residual_db': calibration.residual_db.tolist(), 'linear_light': calibration.linear_light,
               'pairs': [{'reference': reference, 'captured': captured, 'shift': list(shift)}
                         for (reference, captured), shift in zip(names, calibration.shifts)],

@@ -217,7 +217,9 @@ def _restore(parsed, rest):
     _command_line_plugins(parsed)
     failures, total = restore(parsed.input, parsed.output, parsed.weights, arch=parsed.arch, kernel=parsed.kernel,
                               tile=parsed.tile, tile_overlap=parsed.tile_overlap, save_s=parsed.save_s,
-                              device=parsed.device, param_key=parsed.param_key, noise=parsed.noise)
+                              device=parsed.device, param_key=parsed.param_key, noise=parsed.noise, cfa=parsed.cfa,
+                              raw_bits=parsed.raw_bits, black_level=parsed.black_level,
+                              white_level=parsed.white_level)
     for path, message in failures:
         print(f'{PROG} restore: failed: {path}: {message}', file=sys.stderr)
     print(f'restored {total - len(failures)} of {total} images into {parsed.output}')
@@ -306,7 +308,8 @@ def build_parser():
     bench.set_defaults(handler=_benchmark, passthrough=False)
 
     restore = commands.add_parser('restore', help='restore image files with a trained network', parents=[plugin])
-    restore.add_argument('-i', '--input', required=True, help='an image (PNG, TIFF, JPEG; 8 or 16 bits) or a folder')
+    restore.add_argument('-i', '--input', required=True, help='an image (PNG, TIFF, JPEG; 8 or 16 bits) or a folder; '
+                         'raw networks: a 16-bit CFA mosaic (PNG, TIFF, .npy)')
     restore.add_argument('-o', '--output', required=True, help='output file (input is a file) or folder')
     restore.add_argument('--weights', required=True, help='the checkpoint, .pth')
     restore.add_argument('--arch', help='network options: a YAML file (its network_g) or inline YAML; default: '
@@ -322,6 +325,14 @@ def build_parser():
     restore.add_argument('--save-s', action='store_true', help='also write S (NewBP networks): NAME_S.png, NAME_S.npy')
     restore.add_argument('--device', choices=('cpu', 'cuda'), help='default: cuda when available')
     restore.add_argument('--param-key', default='params', help="checkpoint key of the weights (default: params)")
+    restore.add_argument('--cfa', choices=CFA_PATTERNS, help="raw networks (img_channel 4): the mosaics' CFA "
+                         "pattern; default: the training YAML's cfa, else RGGB; another than the training's fails")
+    restore.add_argument('--raw-bits', type=int, help="raw: bits of the mosaics' codes (default: the training "
+                         "YAML's raw_bits, else 16)")
+    restore.add_argument('--black-level', type=int, help="raw: code of no light (default: the training YAML's, "
+                         'else 64 * 2^(bits - 10))')
+    restore.add_argument('--white-level', type=int, help="raw: code of saturation (default: the training YAML's, "
+                         'else 2^bits - 1)')
     restore.set_defaults(handler=_restore, passthrough=False)
 
     calibrate = commands.add_parser('calibrate', help="fit the sensor's kernel K from pairs of a clean reference "

@@ -2,6 +2,7 @@
 import math
 import os
 import os.path as osp
+import re
 
 import cv2
 import skimage.data
@@ -220,3 +221,140 @@ def test_kernel_aware_bad_noise_fails_before_any_file(tmp_path, kernel_aware_wei
         restore(str(tmp_path / 'a.png'), str(tmp_path / 'b.png'), str(kernel_aware_weights / 'net.pth'),
                 arch=str(kernel_aware_weights / 'train.yml'), kernel=BLUR, noise=noise, device='cpu')
     assert not osp.exists(tmp_path / 'b.png')
+
+
+RAW_ARCH = {'type': 'NAFNet', 'img_channel': 4, 'width': 8, 'enc_blk_nums': [1], 'middle_blk_num': 1,
+            'dec_blk_nums': [1]}
+RAW_LEVELS = {'cfa': 'GRBG', 'raw_bits': 12, 'black_level': 256}  # white_level: the dataset's default, 4095
+
+
+def raw_training_yaml(folder, dataset):
+    """A training YAML of ``RAW_ARCH`` with one dataset, ``{'domain': 'raw', **dataset}``."""
+    path = folder / 'train.yml'
+    path.write_text(yaml.safe_dump({'name': 'raw', 'datasets': {'train': dict(domain='raw', **dataset)},
+                                    'network_g': RAW_ARCH}))
+    return str(path)
+
+
+@pytest.fixture(scope='module')
+def raw_weights(tmp_path_factory):
+    """Tiny random NAFNets of 4 channels: 'mild' (ending weights / 100: Ŷ = X + R / 100) and 'identity' (ending 0:
+    Ŷ = X); and the training YAML, on GRBG 12-bit mosaics with black level 256."""
+    torch.manual_seed(0)
+    params = build_network(dict(RAW_ARCH)).state_dict()
+    folder = tmp_path_factory.mktemp('raw')
+    for name, scale in (('mild', 0.01), ('identity', 0.0)):
+        torch.save({'params': {k: v * scale if k.startswith('ending.') else v for k, v in params.items()}},
+                   folder / f'{name}.pth')
+    raw_training_yaml(folder, RAW_LEVELS)
+    return folder
+
+
+def raw_mosaic(black=256, white=4095, bits=12):
+    """(32, 48) uint16 codes of a GRBG mosaic: the photo unprocessed, its top 8 rows no light (the black level)."""
+    from newbp_plugin.sensor.mosaic import mosaic
+    from newbp_plugin.sensor.unprocess import draw_cameras, to_raw_codes, unprocess
+    rgb = torch.from_numpy(np.ascontiguousarray(photo(48)[:32, :, ::-1].transpose(2, 0, 1))).double().div(255)
+    raw = unprocess(rgb[None], draw_cameras(np.random.default_rng(0), 1), 'GRBG')
+    raw[..., :8, :] = 0
+    return to_raw_codes(raw, black, white, bits)[0, 0].numpy().astype(np.uint16)
+
+
+def write_mosaic(path, codes):
+    if str(path).endswith('.npy'):
+        np.save(path, codes)
+    else:
+        cv2.imwrite(str(path), codes)
+
+
+def read_mosaic(path):
+    return np.load(path) if str(path).endswith('.npy') else cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+
+
+@pytest.mark.parametrize('name', ['mosaic.png', 'mosaic.tif', 'mosaic.npy'])
+def test_raw_mosaic_is_restored_in_its_codes_format_and_levels(tmp_path, raw_weights, name):
+    from newbp_plugin.sensor.mosaic import pack, unpack
+    codes = raw_mosaic()
+    write_mosaic(tmp_path / name, codes)
+    failures, _ = restore(str(tmp_path / name), str(tmp_path / 'out' / name), str(raw_weights / 'mild.pth'),
+                          arch=str(raw_weights / 'train.yml'), device='cpu')  # GRBG, 12 bits, black 256 from the YAML
+    assert failures == []
+    out = read_mosaic(tmp_path / 'out' / name)
+    assert out.dtype == np.uint16 and out.shape == codes.shape and not np.array_equal(out, codes)
+    net = build_network(dict(RAW_ARCH))
+    net.load_state_dict(torch.load(raw_weights / 'mild.pth', weights_only=True)['params'])
+    with torch.no_grad():  # the network sees (code - black) / (white - black), packed
+        y = unpack(net.eval()(pack(torch.from_numpy((codes.astype(np.float32) - 256) / 3839)[None, None])))
+    expected = np.clip(np.round(256 + y[0, 0].numpy() * 3839), 0, 4095)
+    assert np.abs(out - expected).max() <= 1
+    assert np.abs(out[:8].astype(int) - 256).max() <= 8  # no light stays at the black level
+
+
+def test_identity_network_returns_the_mosaic_exactly(tmp_path, raw_weights):
+    codes = raw_mosaic(black=512, white=16000, bits=14)
+    codes[10, 10], codes[11, 11] = 0, 16000  # below black, and white
+    write_mosaic(tmp_path / 'a.png', codes)
+    failures, _ = restore(str(tmp_path / 'a.png'), str(tmp_path / 'b.png'), str(raw_weights / 'identity.pth'),
+                          arch=yaml.safe_dump(RAW_ARCH), cfa='GRBG', raw_bits=14, black_level=512, white_level=16000,
+                          device='cpu')
+    assert failures == []
+    np.testing.assert_array_equal(read_mosaic(tmp_path / 'b.png'), codes)
+
+
+@pytest.mark.parametrize('image, message', [
+    (lambda codes: codes[:, :47], '47x32 px; a mosaic holds whole 2x2 CFA cells (even sides)'),
+    (lambda codes: np.stack([codes] * 3, axis=2), '3 channels; a raw network (4 channels, packed) restores single-'),
+    (lambda codes: (codes // 16).astype(np.uint8), 'uint8 pixels; a raw mosaic holds 16-bit integer codes'),
+    (lambda codes: codes * 16, 'above the white level 4095: give the file'),
+])
+def test_raw_mosaic_that_does_not_fit_fails_with_its_reason(tmp_path, raw_weights, image, message):
+    write_mosaic(tmp_path / 'a.png', image(raw_mosaic()))
+    failures, total = restore(str(tmp_path / 'a.png'), str(tmp_path / 'b.png'), str(raw_weights / 'mild.pth'),
+                              arch=str(raw_weights / 'train.yml'), device='cpu')
+    assert total == 1 and len(failures) == 1 and message in failures[0][1], failures
+    assert not osp.exists(tmp_path / 'b.png')
+
+
+@pytest.mark.parametrize('dataset, kwargs, message', [
+    (RAW_LEVELS, {'cfa': 'RGGB'}, '--cfa RGGB: the network was trained on GRBG mosaics (datasets.train of '),
+    ({'kernel': {'type': 'bayer_crosstalk', 'pattern': 'GBRG'}}, {'cfa': 'RGGB'},
+     'trained on GBRG mosaics (the kernel pattern of datasets.train'),
+    ({}, {'cfa': 'GRBG'}, 'trained on RGGB mosaics'),  # the dataset's default cfa
+    (RAW_LEVELS, {'black_level': 5000}, '--black-level 5000 --white-level 4095: need 0 <= black < white'),
+    (RAW_LEVELS, {'raw_bits': 17}, '--raw-bits 17: an integer from 1 to 16'),
+])
+def test_raw_bad_options_fail_before_any_file(tmp_path, raw_weights, dataset, kwargs, message):
+    write_mosaic(tmp_path / 'a.png', raw_mosaic())
+    with pytest.raises(ValueError, match=re.escape(message)):
+        restore(str(tmp_path / 'a.png'), str(tmp_path / 'b.png'), str(raw_weights / 'mild.pth'),
+                arch=raw_training_yaml(tmp_path, dataset), device='cpu', **kwargs)
+    assert not osp.exists(tmp_path / 'b.png')
+
+
+def test_raw_newbp_network_has_no_s_to_save(tmp_path):
+    arch_options = dict(NEWBP_ARCH, img_channel=4, kernel={'type': 'bayer_crosstalk'}, skip='none')
+    weights = tmp_path / 'newbp.pth'
+    torch.save({'params': build_network(arch_options).state_dict()}, weights)
+    write_mosaic(tmp_path / 'a.png', raw_mosaic())
+    with pytest.raises(ValueError, match='--save-s: not for raw'):
+        restore(str(tmp_path / 'a.png'), str(tmp_path / 'b.png'), str(weights), arch=yaml.safe_dump(arch_options),
+                save_s=True, device='cpu')
+
+
+def test_raw_cli_one_line_errors(tmp_path, raw_weights):
+    write_mosaic(tmp_path / 'a.npy', raw_mosaic())
+    write_mosaic(tmp_path / 'odd.png', raw_mosaic()[:, :47])
+    common = ['--weights', str(raw_weights / 'mild.pth'), '--device', 'cpu']
+    cases = [  # (arguments, exit status, the error line)
+        (['-i', 'a.npy', '-o', 'b.npy', '--cfa', 'BGGR', '--arch', str(raw_weights / 'train.yml')], 2,
+         'basicsr restore: error: --cfa BGGR: the network was trained on GRBG mosaics'),
+        (['-i', 'odd.png', '-o', 'b.png', '--arch', str(raw_weights / 'train.yml')], 1,
+         'basicsr restore: failed: odd.png: 47x32 px; a mosaic holds whole 2x2 CFA cells (even sides)'),
+        (['-i', 'a.npy', '-o', 'b.npy', '--cfa', 'GRBG', '--arch', INLINE_ARCH, '--weights', ZOO_WEIGHTS], 2,
+         'basicsr restore: error: --cfa: for raw mosaics, restored by a network of 4 channels (img_channel: 4); '
+         'NAFNet takes 3'),
+    ]
+    for args, status, line in cases:
+        result = run_basicsr(['restore'] + common + args, cwd=tmp_path, env={'OMP_NUM_THREADS': '1'})
+        assert result.returncode == status and result.stderr.strip().splitlines()[-1].startswith(line), result.stderr
+        assert not osp.exists(tmp_path / args[args.index('-o') + 1])

@@ -1,7 +1,7 @@
 """``basicsr restore``: a trained network on image files, bit depth and format kept.
 
 ``basicsr restore -i IN -o OUT --weights W.pth [--arch A] [--kernel SPEC] [--noise SPEC|estimate]
-[--tile 512 --tile-overlap 32] [--save-s] [--device cpu|cuda]``
+[--tile 512 --tile-overlap 32] [--save-s] [--device cpu|cuda] [--cfa P --raw-bits B --black-level L --white-level W]``
 
 - IN is an image or a folder (its PNG, TIFF and JPEG files, not recursive); OUT is then a file
   (an existing folder: the file goes in it, same name) or a folder (created), same file names.
@@ -10,8 +10,17 @@
   alpha is copied).
 - The architecture comes from ``--arch`` or from the training YAML beside the weights
   (:func:`newbp_plugin.inference.network.network_options`).
+- Raw: a network of 4 channels (``img_channel: 4``, trained on ``domain: raw``) restores CFA mosaics, single-channel
+  16-bit codes in a PNG, TIFF or ``.npy`` (DNG is not read: convert it, e.g. with rawpy's ``raw_image_visible``).
+  The codes are normalised, ``(code - black) / (white - black)``, packed into the 4 phase planes, restored, unpacked
+  and written back as codes (rounded, clipped to [0, white]): same format, CFA and levels. ``cfa``, ``raw_bits``,
+  ``black_level`` and ``white_level`` default to those of the training YAML's raw datasets (the dataset's defaults
+  where it leaves them unset: RGGB, 12 bits, 64 · 2^(bits - 10), 2^bits - 1); without a training YAML, to RGGB and
+  16 bits (the uint16 container). A ``cfa`` other than the training's is an error; so are codes above the white
+  level (the file's levels differ from the given ones).
 - A file that cannot be read, restored or written is reported and skipped; the others go on.
 """
+import glob
 import os
 import os.path as osp
 
@@ -22,28 +31,34 @@ import yaml
 from tqdm import tqdm
 
 from newbp_plugin.archs.forward_arguments import forward_takes
+from newbp_plugin.data.crosstalk_dataset import OPTIONS as DATASET_OPTIONS, RAW_CHANNELS
 from newbp_plugin.inference.network import load_network, network_options, run_network
 from newbp_plugin.kernels import parse_kernel_spec
+from newbp_plugin.kernels.bayer import phase_names
 from newbp_plugin.pictures import s_kind, s_to_image
 from newbp_plugin.sensor import physical_kernel
+from newbp_plugin.sensor.mosaic import pack, unpack
 from newbp_plugin.sensor.noise import NoiseModel
 from newbp_plugin.sensor.noise_estimate import estimate_noise
+from newbp_plugin.sensor.unprocess import from_raw_codes, to_raw_codes
 
-_FORMATS = {'.png': 'PNG', '.tif': 'TIFF', '.tiff': 'TIFF', '.jpg': 'JPEG', '.jpeg': 'JPEG'}
-IMAGE_SUFFIXES = tuple(_FORMATS)  # what restore reads and writes, bit depth kept
+_FORMATS = {'.png': 'PNG', '.tif': 'TIFF', '.tiff': 'TIFF', '.jpg': 'JPEG', '.jpeg': 'JPEG', '.npy': 'NPY'}
+IMAGE_SUFFIXES = ('.png', '.tif', '.tiff', '.jpg', '.jpeg')  # what restore reads and writes, bit depth kept
+MOSAIC_SUFFIXES = ('.png', '.tif', '.tiff', '.npy')  # raw mosaics, 16-bit codes
+CONTAINER_BITS = 16  # raw_bits of a mosaic file when no training YAML tells them: the uint16 container
 
 
-def output_paths(input_path, output):
-    """``[(source, destination)]`` of a run: a file, or every image of a folder.
+def output_paths(input_path, output, suffixes=IMAGE_SUFFIXES):
+    """``[(source, destination)]`` of a run: a file, or every image of a folder (``suffixes``: which files).
 
     Raises:
         ValueError: the input does not exist, holds no image, or the output's format differs.
     """
     if osp.isdir(input_path):
         names = sorted(name for name in os.listdir(input_path)
-                       if name.lower().endswith(IMAGE_SUFFIXES) and osp.isfile(osp.join(input_path, name)))
+                       if name.lower().endswith(suffixes) and osp.isfile(osp.join(input_path, name)))
         if not names:
-            raise ValueError(f"no image ({', '.join(IMAGE_SUFFIXES)}) in {input_path}")
+            raise ValueError(f"no image ({', '.join(suffixes)}) in {input_path}")
         if osp.isfile(output):
             raise ValueError(f'the input is a folder, so the output must be a folder: {output} is a file')
         return [(osp.join(input_path, name), osp.join(output, name)) for name in names]
@@ -51,11 +66,13 @@ def output_paths(input_path, output):
         raise ValueError(f'input not found: {input_path}')
     if osp.isdir(output):
         return [(input_path, osp.join(output, osp.basename(input_path)))]
-    source_format = _FORMATS.get(osp.splitext(input_path)[1].lower())
+    source_suffix = osp.splitext(input_path)[1].lower()
+    source_format = _FORMATS[source_suffix] if source_suffix in suffixes else None
     target_format = _FORMATS.get(osp.splitext(output)[1].lower())
     if source_format is None or target_format != source_format:
+        readable = ', '.join(sorted({_FORMATS[suffix] for suffix in suffixes}))
         raise ValueError(f'the output keeps the format of the input: {input_path} is '
-                         f'{source_format or "not a PNG, TIFF or JPEG"}, {output} is {target_format or "neither"}')
+                         f'{source_format or "not one of " + readable}, {output} is {target_format or "not that"}')
     return [(input_path, output)]
 
 
@@ -91,8 +108,66 @@ def parse_noise_option(text, channels, name):
     return level
 
 
+def training_yaml(arch, weights):
+    """The path of the YAML the network options come from (``--arch FILE``, or the one beside
+    ``experiments/<name>/models/W.pth``, as :func:`network_options` finds them); None: options given inline."""
+    if isinstance(arch, str) and osp.isfile(arch):
+        return arch
+    models = osp.dirname(osp.abspath(weights))
+    found = sorted(glob.glob(osp.join(osp.dirname(models), '*.yml'))) if osp.basename(models) == 'models' else []
+    return found[0] if arch is None and len(found) == 1 else None
+
+
+def training_raw_options(path):
+    """The raw options the network was trained with: ``{option: (value, where)}`` for ``cfa``, ``raw_bits``,
+    ``black_level`` and ``white_level`` of the first ``domain: raw`` dataset of the YAML at ``path`` (the
+    dataset's default where it leaves one unset; a kernel's ``pattern`` where ``cfa`` is); {} when none."""
+    with open(path, encoding='utf-8') as f:
+        content = yaml.safe_load(f)
+    datasets = content.get('datasets') if isinstance(content, dict) else None
+    for name, dataset in (datasets.items() if isinstance(datasets, dict) else ()):
+        if not isinstance(dataset, dict) or dataset.get('domain') != 'raw':
+            continue
+        where = f'datasets.{name} of {path}'
+        options = {key: (dataset.get(key, DATASET_OPTIONS[key].default), where)
+                   for key in ('cfa', 'raw_bits', 'black_level', 'white_level')}
+        kernel = dataset.get('kernel')
+        if 'cfa' not in dataset and isinstance(kernel, dict) and 'pattern' in kernel:
+            options['cfa'] = (kernel['pattern'], f'the kernel pattern of {where}')
+        return options
+    return {}
+
+
+def raw_settings(arch, weights, cfa=None, raw_bits=None, black_level=None, white_level=None):
+    """``(cfa, raw_bits, black_level, white_level)`` of a raw restore: the options given, else the training's
+    (:func:`training_raw_options`), else RGGB and ``CONTAINER_BITS``; levels by default those of the dataset,
+    64 · 2^(bits - 10) and 2^bits - 1 [codes].
+
+    Raises:
+        ValueError: a ``cfa`` other than the training's, or levels that do not fit; the message names the option.
+    """
+    path = training_yaml(arch, weights)
+    trained = training_raw_options(path) if path else {}
+    if cfa is not None and 'cfa' in trained and cfa != trained['cfa'][0]:
+        raise ValueError(f"--cfa {cfa}: the network was trained on {trained['cfa'][0]} mosaics "
+                         f"({trained['cfa'][1]}); a mosaic of another CFA would swap its phases")
+    cfa = cfa or trained.get('cfa', (DATASET_OPTIONS['cfa'].default, ))[0]
+    phase_names(cfa)  # an unknown pattern fails here
+    bits = raw_bits if raw_bits is not None else trained.get('raw_bits', (CONTAINER_BITS, ))[0]
+    if isinstance(bits, bool) or not isinstance(bits, int) or not 1 <= bits <= CONTAINER_BITS:
+        raise ValueError(f'--raw-bits {bits}: an integer from 1 to {CONTAINER_BITS}')
+    black = black_level if black_level is not None else trained.get('black_level', (None, ))[0]
+    white = white_level if white_level is not None else trained.get('white_level', (None, ))[0]
+    black = 64 * 2**(bits - 10) if black is None else black
+    white = 2**bits - 1 if white is None else white
+    if not 0 <= black < white <= 2**bits - 1:
+        raise ValueError(f'--black-level {black} --white-level {white}: need 0 <= black < white <= 2^raw_bits - 1 = '
+                         f'{2**bits - 1} (--raw-bits {bits})')
+    return cfa, bits, black, white
+
+
 class Restorer:
-    """A loaded network that restores uint8/uint16 images.
+    """A loaded network that restores uint8/uint16 images, or (4 channels) raw mosaics of uint16 codes.
 
     Args:
         weights (str): the checkpoint.
@@ -107,13 +182,15 @@ class Restorer:
         save_s (bool): keep S (the network must return it).
         device (str | None): 'cpu' or 'cuda'; None: cuda when available.
         param_key (str): checkpoint key of the weights.
+        cfa, raw_bits, black_level, white_level: the mosaics of a 4-channel network (:func:`raw_settings`);
+            None: the training's (see the module docstring).
 
     Raises:
         ValueError: any of the above does not fit (the message names it).
     """
 
     def __init__(self, weights, arch=None, kernel=None, tile=None, tile_overlap=32, save_s=False, device=None,
-                 param_key='params', noise=None):
+                 param_key='params', noise=None, cfa=None, raw_bits=None, black_level=None, white_level=None):
         if device == 'cuda' and not torch.cuda.is_available():
             raise ValueError('--device cuda: torch sees no CUDA device')
         self.device = torch.device(device or ('cuda' if torch.cuda.is_available() else 'cpu'))
@@ -132,6 +209,17 @@ class Restorer:
         if noise is not None and not takes_noise:
             raise ValueError(f'--noise: {name} takes no noise level')
         self.channels = self.options.get('img_channel', 3)
+        raw_options = {'--cfa': cfa, '--raw-bits': raw_bits, '--black-level': black_level, '--white-level': white_level}
+        self.raw = None  # (cfa, raw_bits, black_level, white_level) of a packed-raw network
+        if self.channels == RAW_CHANNELS:
+            if save_s:
+                raise ValueError(f'--save-s: not for raw (packed, {RAW_CHANNELS}-channel) networks')
+            self.raw = raw_settings(arch, weights, cfa, raw_bits, black_level, white_level)
+        elif any(value is not None for value in raw_options.values()):
+            given = next(option for option, value in raw_options.items() if value is not None)
+            raise ValueError(f'{given}: for raw mosaics, restored by a network of {RAW_CHANNELS} channels '
+                             f'(img_channel: {RAW_CHANNELS}); {name} takes {self.channels}')
+        self.suffixes = MOSAIC_SUFFIXES if self.raw else IMAGE_SUFFIXES
         self.noise = None
         if takes_noise:
             self.noise = parse_noise_option(NOISE_ESTIMATE if noise is None else noise, self.channels, name)
@@ -159,11 +247,7 @@ class Restorer:
             colour = np.repeat(colour, 3, axis=2)
         rgb = colour[..., ::-1] if self.channels == 3 else colour
         x = torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1))).float().div(peak)[None]
-        x = x.to(self.device)
-        noise = self.noise
-        if noise == NOISE_ESTIMATE:
-            noise = estimate_noise(x, linear_light=getattr(getattr(self.net, 'optics', None), 'linear_light', True))
-        restored, s = run_network(self.net, x, self.kernel, noise, self.tile, self.tile_overlap)
+        restored, s = self._run(x, getattr(getattr(self.net, 'optics', None), 'linear_light', True))
         out = restored[0].float().cpu().clamp(0, 1).numpy().transpose(1, 2, 0)
         out = out[..., ::-1] if self.channels == 3 else out
         if img.ndim == 2 or img.shape[2] == 1:
@@ -173,8 +257,51 @@ class Restorer:
             out = np.concatenate([out, alpha], axis=2)
         return out, (s[0].float().cpu() if self.save_s else None)
 
+    def _run(self, x, linear_light):
+        """``(Ŷ, S)`` of the network on ``x`` (1, C, H, W), with its kernel and noise level (estimated from ``x``
+        in linear light or not, when so asked)."""
+        x = x.to(self.device)
+        noise = estimate_noise(x, linear_light=linear_light) if self.noise == NOISE_ESTIMATE else self.noise
+        return run_network(self.net, x, self.kernel, noise, self.tile, self.tile_overlap)
+
+    def restore_mosaic(self, codes):
+        """Restore one raw mosaic of a packed-raw network (see the module docstring).
+
+        Args:
+            codes (np.ndarray): (H, W) uint16 codes, H and W even, none above the white level.
+
+        Returns:
+            np.ndarray: (H, W) uint16 codes of the restored mosaic, in [0, white_level].
+        """
+        _, bits, black, white = self.raw
+        if codes.ndim == 3 and codes.shape[2] != 1:
+            raise ValueError(f'{codes.shape[2]} channels; a raw network ({RAW_CHANNELS} channels, packed) restores '
+                             'single-channel CFA mosaics')
+        codes = codes.reshape(codes.shape[:2])
+        if codes.dtype != np.uint16:
+            raise ValueError(f'{codes.dtype} pixels; a raw mosaic holds 16-bit integer codes')
+        if codes.shape[0] % 2 or codes.shape[1] % 2:
+            raise ValueError(f'{codes.shape[1]}x{codes.shape[0]} px; a mosaic holds whole 2x2 CFA cells (even sides)')
+        if codes.max() > white:
+            raise ValueError(f'codes up to {codes.max()}, above the white level {white}: give the file\'s '
+                             '--white-level (or --raw-bits)')
+        linear = from_raw_codes(torch.from_numpy(codes.astype(np.float32))[None, None], black, white)
+        restored, _ = self._run(pack(linear), linear_light=False)  # raw is linear light already
+        return to_raw_codes(unpack(restored.float().cpu()), black, white, bits)[0, 0].numpy().astype(np.uint16)
+
     def restore_file(self, source, destination):
         """Read ``source``, restore it, write ``destination`` (and S beside it with ``save_s``)."""
+        if self.raw:
+            codes = np.load(source) if source.lower().endswith('.npy') else cv2.imread(source, cv2.IMREAD_UNCHANGED)
+            if codes is None:
+                raise ValueError('cannot read it as an image (corrupt, or not a PNG or TIFF)')
+            out = self.restore_mosaic(codes)
+            os.makedirs(osp.dirname(osp.abspath(destination)), exist_ok=True)
+            if destination.lower().endswith('.npy'):
+                np.save(destination, out)
+            elif not cv2.imwrite(destination, out):
+                raise ValueError(f'cannot write {destination}')
+            return
         img = cv2.imread(source, cv2.IMREAD_UNCHANGED)
         if img is None:
             raise ValueError('cannot read it as an image (corrupt, or not a PNG, TIFF or JPEG)')
@@ -189,12 +316,13 @@ class Restorer:
 
 
 def restore(input_path, output, weights, arch=None, kernel=None, tile=None, tile_overlap=32, save_s=False,
-            device=None, param_key='params', noise=None):
+            device=None, param_key='params', noise=None, cfa=None, raw_bits=None, black_level=None, white_level=None):
     """Restore an image or a folder of images (see the module docstring); a progress bar runs.
 
     Args:
         input_path (str), output (str): see :func:`output_paths`.
-        weights, arch, kernel, tile, tile_overlap, save_s, device, param_key, noise: see :class:`Restorer`.
+        weights, arch, kernel, tile, tile_overlap, save_s, device, param_key, noise, cfa, raw_bits, black_level,
+            white_level: see :class:`Restorer`.
 
     Returns:
         tuple[list[tuple[str, str]], int]: ``[(file, reason)]`` of the files that failed, and the
@@ -203,8 +331,9 @@ def restore(input_path, output, weights, arch=None, kernel=None, tile=None, tile
     Raises:
         ValueError: a bad argument, before any file is touched.
     """
-    pairs = output_paths(input_path, output)
-    restorer = Restorer(weights, arch, kernel, tile, tile_overlap, save_s, device, param_key, noise)
+    restorer = Restorer(weights, arch, kernel, tile, tile_overlap, save_s, device, param_key, noise, cfa, raw_bits,
+                        black_level, white_level)
+    pairs = output_paths(input_path, output, restorer.suffixes)
     failures = []
     for source, destination in tqdm(pairs, unit='image', desc='restore'):
         try:

@@ -23,7 +23,7 @@ from newbp_plugin.registration import register
 from newbp_plugin.sensor.degradation import degrade
 from newbp_plugin.sensor.mosaic import pack
 from newbp_plugin.sensor.noise import NoiseModel
-from newbp_plugin.sensor.unprocess import draw_cameras, unprocess
+from newbp_plugin.sensor.unprocess import default_raw_levels, draw_cameras, unprocess
 
 logger = logging.getLogger('basicsr')
 
@@ -308,8 +308,9 @@ class CrosstalkDataset(data.Dataset):
             if self.opt[key] is not None and self.opt[key] % 2:
                 _fail(f'option {key} must be even in domain raw (whole 2x2 CFA cells), got {self.opt[key]}')
         bits = self.opt['raw_bits']
-        black = 64 * 2**(bits - 10) if self.opt['black_level'] is None else self.opt['black_level']
-        white = 2**bits - 1 if self.opt['white_level'] is None else self.opt['white_level']
+        default_black, default_white = default_raw_levels(bits)
+        black = default_black if self.opt['black_level'] is None else self.opt['black_level']
+        white = default_white if self.opt['white_level'] is None else self.opt['white_level']
         if white > 2**bits - 1:
             _fail(f'option white_level must be at most 2**raw_bits - 1 = {2**bits - 1}, got {white}')
         if black >= white:

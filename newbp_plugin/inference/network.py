@@ -39,7 +39,7 @@ def network_options(arch, weights):
         return _checked(arch, 'the network options')
     if arch is None:
         models = osp.dirname(osp.abspath(weights))
-        found = sorted(glob.glob(osp.join(osp.dirname(models), '*.yml'))) if osp.basename(models) == 'models' else []
+        found = yamls_beside(weights)
         if len(found) != 1:
             where = (f'{len(found)} YAML files in {osp.dirname(models)} ({", ".join(map(osp.basename, found))})'
                      if found else 'no training YAML beside it (experiments/<name>/*.yml)')
@@ -63,6 +63,13 @@ def network_options(arch, weights):
     except yaml.YAMLError as error:
         raise ValueError(f'architecture {arch!r} is neither a file nor valid YAML: {error}') from None
     return _checked(content, f'architecture {arch!r} (not a file)')
+
+
+def yamls_beside(weights):
+    """The YAML files BasicSR copied beside a training run, ``experiments/<name>/*.yml``, when ``weights`` sit
+    in ``experiments/<name>/models/``; [] otherwise."""
+    models = osp.dirname(osp.abspath(weights))
+    return sorted(glob.glob(osp.join(osp.dirname(models), '*.yml'))) if osp.basename(models) == 'models' else []
 
 
 def _checked(options, where):

@@ -20,7 +20,6 @@
   level (the file's levels differ from the given ones).
 - A file that cannot be read, restored or written is reported and skipped; the others go on.
 """
-import glob
 import os
 import os.path as osp
 
@@ -32,7 +31,7 @@ from tqdm import tqdm
 
 from newbp_plugin.archs.forward_arguments import forward_takes
 from newbp_plugin.data.crosstalk_dataset import OPTIONS as DATASET_OPTIONS, RAW_CHANNELS
-from newbp_plugin.inference.network import load_network, network_options, run_network
+from newbp_plugin.inference.network import load_network, network_options, run_network, yamls_beside
 from newbp_plugin.kernels import parse_kernel_spec
 from newbp_plugin.kernels.bayer import phase_names
 from newbp_plugin.pictures import s_kind, s_to_image
@@ -40,7 +39,7 @@ from newbp_plugin.sensor import physical_kernel
 from newbp_plugin.sensor.mosaic import pack, unpack
 from newbp_plugin.sensor.noise import NoiseModel
 from newbp_plugin.sensor.noise_estimate import estimate_noise
-from newbp_plugin.sensor.unprocess import from_raw_codes, to_raw_codes
+from newbp_plugin.sensor.unprocess import default_raw_levels, from_raw_codes, to_raw_codes
 
 _FORMATS = {'.png': 'PNG', '.tif': 'TIFF', '.tiff': 'TIFF', '.jpg': 'JPEG', '.jpeg': 'JPEG', '.npy': 'NPY'}
 IMAGE_SUFFIXES = ('.png', '.tif', '.tiff', '.jpg', '.jpeg')  # what restore reads and writes, bit depth kept
@@ -113,8 +112,7 @@ def training_yaml(arch, weights):
     ``experiments/<name>/models/W.pth``, as :func:`network_options` finds them); None: options given inline."""
     if isinstance(arch, str) and osp.isfile(arch):
         return arch
-    models = osp.dirname(osp.abspath(weights))
-    found = sorted(glob.glob(osp.join(osp.dirname(models), '*.yml'))) if osp.basename(models) == 'models' else []
+    found = yamls_beside(weights)
     return found[0] if arch is None and len(found) == 1 else None
 
 
@@ -158,8 +156,9 @@ def raw_settings(arch, weights, cfa=None, raw_bits=None, black_level=None, white
         raise ValueError(f'--raw-bits {bits}: an integer from 1 to {CONTAINER_BITS}')
     black = black_level if black_level is not None else trained.get('black_level', (None, ))[0]
     white = white_level if white_level is not None else trained.get('white_level', (None, ))[0]
-    black = 64 * 2**(bits - 10) if black is None else black
-    white = 2**bits - 1 if white is None else white
+    default_black, default_white = default_raw_levels(bits)
+    black = default_black if black is None else black
+    white = default_white if white is None else white
     if not 0 <= black < white <= 2**bits - 1:
         raise ValueError(f'--black-level {black} --white-level {white}: need 0 <= black < white <= 2^raw_bits - 1 = '
                          f'{2**bits - 1} (--raw-bits {bits})')

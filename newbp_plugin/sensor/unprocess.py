@@ -120,6 +120,12 @@ def process(raw, cameras, pattern):
     return linear_to_srgb(linear.clamp(0, 1))
 
 
+def default_raw_levels(bits):
+    """(black_level, white_level) [codes] of ``bits``-bit raw codes when none are given: 64 · 2^(bits − 10),
+    the black level of many 10–14-bit sensors, and 2^bits − 1."""
+    return round(64 * 2.0**(bits - 10)), 2**bits - 1
+
+
 def _check_levels(black_level, white_level, bits):
     if isinstance(bits, bool) or not isinstance(bits, int) or not 1 <= bits <= 16:
         raise ValueError(f'bits must be an integer in [1, 16] (raw files use 10 to 14), got {bits!r}')

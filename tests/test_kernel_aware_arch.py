@@ -130,3 +130,21 @@ def test_checkpoints_hold_weights_not_the_sensor_kernel():
     assert 'kernel' not in with_kernel.state_dict()
     with_kernel.load_state_dict(universal.state_dict(), strict=True)
     assert with_kernel.kernel is not None
+
+
+def test_packed_raw_runs_the_4x4_solve_per_frequency():
+    """Raw (issue 15): 4 packed phase planes, linear already, a packed (4, 4, k, k) bayer_crosstalk kernel; with a
+    silent prior the network is the data step with that mixing kernel (a 4×4 solve per frequency)."""
+    from newbp_plugin.kernels import build_kernel
+    from newbp_plugin.sensor import physical_kernel
+    torch.manual_seed(5)
+    raw_tiny = dict(TINY, img_channel=4)
+    net = silent_prior(KernelAwareNAFNet(**raw_tiny, linear_light=False)).double()
+    kernel = physical_kernel(build_kernel({'type': 'bayer_crosstalk'}), 4, 'test').double()
+    assert kernel.shape[:3] == (1, 4, 4)
+    x = torch.rand(2, 4, 16, 12, dtype=torch.float64)
+    noise = {'gain': torch.full((2, 4), 0.001), 'read_sigma': torch.full((2, 4), 0.002)}
+    variance = (noise['gain'].double()[..., None, None] * x + 0.002**2).mean(1, keepdim=True)
+    alpha = variance.mean((-2, -1), keepdim=True) / 0.05**2
+    with torch.no_grad():
+        torch.testing.assert_close(net(x, kernel, noise), data_step(x, kernel, alpha))

@@ -26,25 +26,29 @@ from report import save_json
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 RECIPE = osp.join(ROOT, 'options', 'newbp_nafnet.yml')
 BODY_KEYS = ('img_channel', 'width', 'middle_blk_num', 'enc_blk_nums', 'dec_blk_nums')
-# name -> (description, changes to the recipe's NewBPNAFNet options; None: plain NAFNet; with a 'type': that
-# network with the recipe's body options, and the sensor block's kernel and light where it takes them)
+NEWBP = 'NewBPNAFNet'
+KERNEL_AWARE = 'KernelAwareNAFNet'
+UNIVERSAL = 'experiments/pretrained_models/KernelAwareNAFNet-universal.pth'
+# name -> (description, network_g beyond the recipe's body options (the sensor block hands the kernel and the
+# light to networks that take them), path:pretrain_network_g relative to the repository root or None)
 VARIANTS = {
-    'nafnet': ('NAFNet (no head)', None),
-    'newbp_literal': ('NewBP head, S = NAFNet(X) (skip: input)', {'output': 'direct', 'skip': 'input'}),
-    'newbp_no_skip': ('NewBP head, S = R (skip: none)', {'output': 'direct', 'skip': 'none'}),
-    'newbp_converse': ('NewBP head, S = R + C_{K*K}(X) (skip: converse)', {'output': 'direct', 'skip': 'converse'}),
-    'newbp_residual': ('NewBP residual, Ŷ = X + K * R', {'output': 'residual', 'skip': 'none'}),
+    'nafnet': ('NAFNet (no head)', {'type': 'NAFNet'}, None),
+    'newbp_literal': ('NewBP head, S = NAFNet(X) (skip: input)',
+                      {'type': NEWBP, 'output': 'direct', 'skip': 'input'}, None),
+    'newbp_no_skip': ('NewBP head, S = R (skip: none)', {'type': NEWBP, 'output': 'direct', 'skip': 'none'}, None),
+    'newbp_converse': ('NewBP head, S = R + C_{K*K}(X) (skip: converse)',
+                       {'type': NEWBP, 'output': 'direct', 'skip': 'converse'}, None),
+    'newbp_residual': ('NewBP residual, Ŷ = X + K * R', {'type': NEWBP, 'output': 'residual', 'skip': 'none'}, None),
     'newbp_converse_blocks': ('skip: converse + entrance/middle/ending Converse', {
-        'output': 'direct', 'skip': 'converse', 'entrance_converse': True, 'middle_converse_blocks': 1,
-        'ending_converse_blocks': 1}),
-    'kernel_aware_1': ('KernelAwareNAFNet, 1 stage (data step with K, then the prior)', {
-        'type': 'KernelAwareNAFNet', 'stages': 1}),
-    'kernel_aware_3': ('KernelAwareNAFNet, 3 stages, shared prior', {'type': 'KernelAwareNAFNet', 'stages': 3}),
-    'kernel_aware_1_finetune': ('KernelAwareNAFNet, 1 stage, fine-tuned from the shipped universal model', {
-        'type': 'KernelAwareNAFNet', 'stages': 1,
-        'pretrain_network_g': 'experiments/pretrained_models/KernelAwareNAFNet-universal.pth'}),
+        'type': NEWBP, 'output': 'direct', 'skip': 'converse', 'entrance_converse': True, 'middle_converse_blocks': 1,
+        'ending_converse_blocks': 1}, None),
+    'kernel_aware_1': ('KernelAwareNAFNet, 1 stage (data step with K, then the prior)',
+                       {'type': KERNEL_AWARE, 'stages': 1}, None),
+    'kernel_aware_3': ('KernelAwareNAFNet, 3 stages, shared prior', {'type': KERNEL_AWARE, 'stages': 3}, None),
+    'kernel_aware_1_finetune': ('KernelAwareNAFNet, 1 stage, fine-tuned from the shipped universal model '
+                                '(the front door)', {'type': KERNEL_AWARE, 'stages': 1}, UNIVERSAL),
     'nafnet_finetune': ('NAFNet, fine-tuned from NAFNet-universal (options/train/NAFNet-universal.yml, trained first)',
-                        {'type': 'NAFNet', 'pretrain_network_g': 'experiments/NAFNet-universal/models/net_g_latest.pth'}),
+                        {'type': 'NAFNet'}, 'experiments/NAFNet-universal/models/net_g_latest.pth'),
 }
 TEST_SPLIT = 'datasets/sample/test_color.lmdb'  # 12 colour crops in no training or validation region
 
@@ -57,19 +61,9 @@ def load_recipe():
 def variant_options(recipe, name, iters):
     """The recipe as a plain dict, for one variant and a budget of ``iters`` iterations."""
     opt = dict(recipe, name=f'ablation_{name}')  # its sensor: block reaches the variant's network too
-    _, changes = VARIANTS[name]
-    changes = None if changes is None else dict(changes)
-    pretrained = None if changes is None else changes.pop('pretrain_network_g', None)
-    if pretrained is not None:
-        opt['path'] = dict(opt['path'], pretrain_network_g=osp.join(ROOT, pretrained))
-    network = dict(opt['network_g'])
-    if changes is None:
-        network = {'type': 'NAFNet', **{k: network[k] for k in BODY_KEYS}}
-    elif 'type' in changes:
-        network = {**{k: network[k] for k in BODY_KEYS}, **changes}
-    else:
-        network.update(changes)
-    opt['network_g'] = network
+    _, network, pretrained = VARIANTS[name]
+    opt['network_g'] = {**{key: opt['network_g'][key] for key in BODY_KEYS}, **network}
+    opt['path'] = dict(opt['path'], pretrain_network_g=None if pretrained is None else osp.join(ROOT, pretrained))
     opt['datasets'] = dict(opt['datasets'], val_test=dict(opt['datasets']['val'], name='sample_test_color',
                                                           dataroot_gt=TEST_SPLIT))
     for phase in ('train', 'val', 'val_test'):

@@ -136,7 +136,8 @@ def test_sigkill_mid_run_then_auto_resume_reaches_final_iteration(tmp_path, pair
 
 @pytest.mark.slow
 def test_front_door_recipe_trains_then_tests(tmp_path):
-    """options/newbp_nafnet.yml shrunk with --force_yml: losses, metrics, checkpoints; then basicsr test."""
+    """options/newbp_nafnet.yml shrunk with --force_yml: the universal model loaded, losses, metrics, checkpoints;
+    then basicsr test."""
     import pathlib
     root = pathlib.Path(__file__).resolve().parents[1]
     sample = root / 'datasets' / 'sample'
@@ -144,7 +145,8 @@ def test_front_door_recipe_trains_then_tests(tmp_path):
         'train', '-opt', str(root / 'options' / 'newbp_nafnet.yml'), '--force_yml', 'train:total_iter=4',
         'val:val_freq=2', 'logger:print_freq=1', 'logger:save_checkpoint_freq=2', 'datasets:train:gt_size=32',
         'datasets:train:batch_size_per_gpu=2', 'datasets:train:num_worker_per_gpu=0',
-        f'datasets:train:dataroot_gt={sample / "train.lmdb"}', f'datasets:val:dataroot_gt={sample / "val.lmdb"}'
+        f'datasets:train:dataroot_gt={sample / "train.lmdb"}', f'datasets:val:dataroot_gt={sample / "val.lmdb"}',
+        f'path:pretrain_network_g={root / "experiments" / "pretrained_models" / "KernelAwareNAFNet-universal.pth"}'
     ], cwd=tmp_path)
     assert train.returncode == 0, train.stderr[-3000:]
     exp = tmp_path / 'experiments' / 'newbp_nafnet_sample'
@@ -153,8 +155,9 @@ def test_front_door_recipe_trains_then_tests(tmp_path):
     assert re.search(r'Validation sample_val\s+# psnr: \d+\.\d+', log)
     assert re.search(r'Degraded input sample_val \(no restoration\)\s+# psnr: \d+\.\d+', log)
     assert (exp / 'models' / 'net_g_latest.pth').is_file() and (exp / 'training_states' / '4.state').is_file()
+    assert re.search(r'Loaded KernelAwareNAFNet from .*KernelAwareNAFNet-universal\.pth', log)
     shots = sorted(p.name for p in (exp / 'visualization').rglob('*.png'))
-    assert any(name.endswith('_S.png') for name in shots) and any(not name.endswith('_S.png') for name in shots)
+    assert any(name.endswith('_lq.png') for name in shots) and any(name.endswith('_4.png') for name in shots)
 
     test = run_basicsr([
         'test', '-opt', str(root / 'options' / 'test' / 'newbp_nafnet.yml'), '--force_yml',
@@ -165,5 +168,4 @@ def test_front_door_recipe_trains_then_tests(tmp_path):
     log = ''.join(p.read_text() for p in results.glob('test_*.log'))
     assert re.search(r'# psnr: \d+\.\d+', log) and re.search(r'# ssim: \d+\.\d+', log)
     images = sorted(p.name for p in (results / 'visualization' / 'sample_val').glob('*.png'))
-    assert len(images) == 8 and sum(name.endswith('_S.png') for name in images) == 2  # Ŷ, S, the input and GT
-    assert sum(name.endswith(('_lq.png', '_gt.png')) for name in images) == 4
+    assert len(images) == 6 and sum(name.endswith(('_lq.png', '_gt.png')) for name in images) == 4  # Ŷ, input, GT

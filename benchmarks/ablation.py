@@ -46,7 +46,7 @@ VARIANTS = {
                        {'type': KERNEL_AWARE, 'stages': 1}, None),
     'kernel_aware_3': ('KernelAwareNAFNet, 3 stages, shared prior', {'type': KERNEL_AWARE, 'stages': 3}, None),
     'kernel_aware_1_finetune': ('KernelAwareNAFNet, 1 stage, fine-tuned from the shipped universal model '
-                                '(the front door)', {'type': KERNEL_AWARE, 'stages': 1}, UNIVERSAL),
+                                '(the front door)', {'type': KERNEL_AWARE, 'stages': 1, 'alpha': 'hyper'}, UNIVERSAL),
     'nafnet_finetune': ('NAFNet, fine-tuned from NAFNet-universal (options/train/NAFNet-universal.yml, trained first)',
                         {'type': 'NAFNet'}, 'experiments/NAFNet-universal/models/net_g_latest.pth'),
 }

@@ -46,6 +46,7 @@ import torch.nn.functional as F
 
 from newbp_plugin.kernels import render_kernel_png
 from newbp_plugin.kernels.preview import channel_names, format_kernel
+from newbp_plugin.sensor.clipping import unclipped_windows
 from newbp_plugin.sensor.layout import physical_kernel
 from newbp_plugin.sensor.mosaic import mosaic, pack
 from newbp_plugin.sensor.optics import SensorOptics
@@ -262,10 +263,8 @@ def _unclipped(captured, size, border):
     """(N,) bool, in the order of :func:`_patches`: interior pixels whose k×k window holds no clipped
     capture value (0 or 1) in any channel."""
     inner = captured[:, border - size // 2:captured.shape[1] - border + size // 2,
-                     border - size // 2:captured.shape[2] - border + size // 2][:, None]
-    low = -F.max_pool2d(-inner, size, stride=1).amin(0).flatten()
-    high = F.max_pool2d(inner, size, stride=1).amax(0).flatten()
-    return ((low > 0) & (high < 1)).numpy()
+                     border - size // 2:captured.shape[2] - border + size // 2]
+    return unclipped_windows(inner, size).all(0).flatten().numpy()
 
 
 def fit_kernel(references, captures, size=5, mixing=False, linear_light=True, register=True, names=None,

@@ -18,6 +18,7 @@ What the estimate is worth (its error on the 12 colour test crops) is measured i
 """
 import torch
 
+from newbp_plugin.sensor.clipping import unclipped_windows
 from newbp_plugin.sensor.optics import SensorOptics
 
 MAD_TO_SIGMA = 0.6745  # median |N(0, 1)|
@@ -55,9 +56,7 @@ def estimate_noise(x, linear_light=True, levels=16):
     detail = torch.nn.functional.conv2d(planes, LAPLACIAN_DIFFERENCE.to(planes)[None, None]).view(
         *x.shape[:2], -1) / LAPLACIAN_DIFFERENCE.square().sum().sqrt()
     signal = torch.nn.functional.avg_pool2d(planes, 3, stride=1).view(*x.shape[:2], -1)
-    encoded = x.flatten(0, 1)[:, None].double()
-    unclipped = ((-torch.nn.functional.max_pool2d(-encoded, 3, stride=1) > 0)
-                 & (torch.nn.functional.max_pool2d(encoded, 3, stride=1) < 1)).view(*x.shape[:2], -1)
+    unclipped = unclipped_windows(x.flatten(0, 1).double(), 3).view(*x.shape[:2], -1)
     gain = torch.zeros(x.shape[:2], dtype=torch.float64, device=x.device)
     read_variance = torch.zeros_like(gain)
     for sample in range(x.shape[0]):

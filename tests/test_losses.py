@@ -124,3 +124,25 @@ def test_precompensation_regularizer_hand_values():
     assert build_loss({'type': 'PrecompensationRegularizer'})(torch.full((1, 3, 4, 4), 0.5)).item() == 0.0
     with pytest.raises(ValueError, match='need low < high'):
         build_loss({'type': 'PrecompensationRegularizer', 'low': 1, 'high': 0})
+
+
+def test_redegradation_loss_with_the_batch_noise_level_works_in_linear_light():
+    """sigma: noise: |K * linear(Ŷ) - linear(X)| / σ, σ the batch's level; the margin frees the noise band."""
+    from newbp_plugin.ops.color import srgb_to_linear
+    rng = np.random.default_rng(5)
+    clean = torch.tensor(rng.uniform(0.05, 0.95, size=(2, 3, 16, 16)))
+    sigma = torch.tensor([0.01, 0.002], dtype=torch.float64).reshape(2, 1, 1, 1)
+    light = scipy_crosstalk(srgb_to_linear(clean).numpy(), ASYMMETRIC)
+    noise = rng.uniform(-1, 1, size=clean.shape) * sigma.numpy()
+    lq = torch.tensor(np.where(light + noise <= 0.0031308, 12.92 * (light + noise),
+                               1.055 * np.clip(light + noise, 0.0031308, None) ** (1 / 2.4) - 0.055))
+    kernel = torch.tensor(ASYMMETRIC)
+    loss = build_loss({'type': 'RedegradationLoss', 'margin': 1.0, 'sigma': 'noise'})
+    assert loss(clean, lq, kernel, sigma).item() < 1e-9  # the clean image explains X within the noise
+    plain = build_loss({'type': 'RedegradationLoss', 'sigma': 'noise'})
+    expected = (np.abs(light - srgb_to_linear(lq).numpy()) / sigma.numpy()).mean()
+    assert plain(clean, lq, kernel, sigma).item() == pytest.approx(expected, rel=1e-9)
+    with pytest.raises(ValueError, match="sigma: noise needs the batch's noise level"):
+        loss(clean, lq, kernel)
+    with pytest.raises(ValueError, match="sigma > 0 or 'noise', got margin=0.0, sigma='nois'"):
+        build_loss({'type': 'RedegradationLoss', 'sigma': 'nois'})

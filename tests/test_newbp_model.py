@@ -339,3 +339,31 @@ def test_the_noise_drawn_for_each_sample_reaches_the_network(tmp_path):
     model.feed_data(batch(b=1))  # stored pairs carry no noise parameters: none is passed
     model.test()
     assert model.get_bare_model(model.net_g).seen_noise is None
+
+
+def test_redegradation_with_sigma_noise_gets_each_samples_drawn_noise_level(tmp_path):
+    from torch.utils.data import default_collate
+
+    from newbp_plugin.data.crosstalk_dataset import CrosstalkDataset
+    from newbp_plugin.ops.color import srgb_to_linear
+    from tests.conftest import write_smooth_images
+    from tests.reference import scipy_crosstalk
+    folder = write_smooth_images(tmp_path / 'clean', 2, size=24)
+    dataset = CrosstalkDataset({'dataroot_gt': str(folder), 'phase': 'train', 'gt_size': 16,
+                                'kernel': {'type': 'gaussian', 'sigma': 0.8, 'size': 3},
+                                'noise': {'type': 'poisson_gaussian', 'gain': {'uniform': [0.0005, 0.004]},
+                                          'read_sigma': {'uniform': [0.001, 0.006]}}})
+    data = default_collate([dataset[0], dataset[1]])
+    model = build_model(make_opt(tmp_path, network={'type': 'KernelProbeNet'},
+                                 train={'redegradation_opt': {'type': 'RedegradationLoss', 'sigma': 'noise'}}))
+    model.feed_data(data)
+    model.optimize_parameters(1)
+    out, lq = model.output.detach().double(), model.lq.double()
+    sensor = data['sensor']
+    # σ² per sample and channel, by hand: gain · mean linear signal + read² (the noise has no quantisation)
+    linear_lq = srgb_to_linear(lq)
+    variance = (sensor['gain'].double()[..., None, None] * linear_lq.mean((-2, -1), keepdim=True)
+                + sensor['read_sigma'].double()[..., None, None] ** 2)
+    reblurred = scipy_crosstalk(srgb_to_linear(out).numpy(), data['kernel'].numpy())
+    expected = (np.abs(reblurred - linear_lq.numpy()) / variance.sqrt().numpy()).mean()
+    assert model.get_current_log()['l_redeg'] == pytest.approx(expected, rel=1e-5)

@@ -6,6 +6,8 @@ from torch import nn
 from newbp_plugin.registration import register
 from newbp_plugin.sensor.optics import SensorOptics
 
+NOISE_SIGMA = 'noise'  # RedegradationLoss's sigma: the batch's own noise level
+
 
 @register(LOSS_REGISTRY)
 class RedegradationLoss(nn.Module):
@@ -21,18 +23,25 @@ class RedegradationLoss(nn.Module):
     image must explain the measurement up to its noise, not reproduce the noise.
     With ``margin = 0`` and ``σ = 1`` it is the L1 distance of ``K * Ŷ`` to ``X``.
 
+    With ``sigma: noise`` the residual is taken where the noise was added, in linear light,
+    ``|K * linear(Ŷ) - linear(X)|``, and σ is the oracle noise level of each sample and channel
+    (:func:`newbp_plugin.sensor.degradation.noise_variance` of the batch's draws, which
+    NewBPModel passes): a residual of ``margin`` noise deviations is free whatever the noise.
+
     Args:
         loss_weight (float): weight of the loss. Default: 1.0.
         margin (float): free band in units of σ. Default: 0.
-        sigma (float): σ used when the batch gives none (same units as the images). Default: 1.0.
+        sigma (float | str): σ used when the batch gives none (same units as the images), or
+            ``noise``: the batch's noise level, in linear light. Default: 1.0.
         padding_mode (str): boundary of the re-blur (see ``ops.crosstalk``). Default: 'reflect'.
         linear_light (bool): blur in linear light, as CrosstalkDataset's ``linear_light``. Default: True.
     """
 
     def __init__(self, loss_weight=1.0, margin=0.0, sigma=1.0, padding_mode='reflect', linear_light=True):
         super().__init__()
-        if margin < 0 or sigma <= 0:
-            raise ValueError(f'RedegradationLoss: need margin >= 0 and sigma > 0, got margin={margin}, sigma={sigma}')
+        if margin < 0 or not (sigma == NOISE_SIGMA or isinstance(sigma, (int, float)) and sigma > 0):
+            raise ValueError(f'RedegradationLoss: need margin >= 0 and sigma > 0 or {NOISE_SIGMA!r}, '
+                             f'got margin={margin}, sigma={sigma!r}')
         self.loss_weight = loss_weight
         self.margin = margin
         self.sigma = sigma
@@ -40,9 +49,15 @@ class RedegradationLoss(nn.Module):
 
     def forward(self, pred, lq, kernel, sigma=None):
         """pred, lq: (B, C, H, W); kernel: any layout of :mod:`newbp_plugin.sensor.layout`; sigma:
-        broadcastable or None."""
-        sigma = self.sigma if sigma is None else sigma
-        residual = (self.optics.apply(pred, kernel) - lq).abs()
+        broadcastable or None (required with ``sigma: noise``: then in linear light)."""
+        if self.sigma == NOISE_SIGMA:
+            if sigma is None:
+                raise ValueError("RedegradationLoss with sigma: noise needs the batch's noise level (the draws of "
+                                 'a CrosstalkDataset batch)')
+            residual = (self.optics.blur(self.optics.to_linear(pred), kernel) - self.optics.to_linear(lq)).abs()
+        else:
+            sigma = self.sigma if sigma is None else sigma
+            residual = (self.optics.apply(pred, kernel) - lq).abs()
         return self.loss_weight * (torch.clamp(residual - self.margin * sigma, min=0) / sigma).mean()
 
 

@@ -14,12 +14,13 @@ from basicsr.utils.registry import MODEL_REGISTRY
 
 from newbp_plugin.archs.checkpoint import load_checkpoint, save_checkpoint_atomic
 from newbp_plugin.archs.forward_arguments import forward_takes, sensor_arguments
+from newbp_plugin.losses.physics_loss import NOISE_SIGMA
 from newbp_plugin.data.crosstalk_dataset import degrade_batch
 from newbp_plugin.ops.tiling import tiled_forward
 from newbp_plugin.options import Option, is_bool, is_int, one_of, optional, parse_options
 from newbp_plugin.pictures import s_kind, s_to_image
 from newbp_plugin.registration import register
-from newbp_plugin.sensor.degradation import batch_optics
+from newbp_plugin.sensor.degradation import batch_optics, noise_variance
 from newbp_plugin.sensor.mosaic import unpack
 from newbp_plugin.sensor.unprocess import Cameras, process
 
@@ -84,6 +85,7 @@ class NewBPModel(SRModel):
     def __init__(self, opt):
         self.train_options = parse_model_options(opt)
         self.kernel, self.noise, self.lq_path, self.s = None, None, None, None
+        self.sensor_draws = None  # the batch's degradation draws (CrosstalkDataset), for the noise level
         self.raw_view = None  # (cameras, cfa) of a packed raw batch, to view it
         self.input_metrics = {}  # dataset name -> {metric: value of the degraded input itself}
         self.input_sums = None  # accumulated while the first validation of a dataset runs
@@ -126,8 +128,10 @@ class NewBPModel(SRModel):
 
     def feed_data(self, data):
         self.kernel = data['kernel'].to(self.device) if 'kernel' in data else None
-        self.noise, self.raw_view = None, None
+        self.noise, self.raw_view, self.sensor_draws = None, None, None
         if 'scene' in data:  # CrosstalkDataset: clean scenes and the draws of their degradation
+            self.sensor_draws = {key: value.to(self.device) if torch.is_tensor(value) else value
+                                 for key, value in data['sensor'].items()}
             self.noise = {key: data['sensor'][key].to(self.device) for key in ('gain', 'read_sigma')}
             if 'cfa' in data['sensor']:
                 self.raw_view = Cameras.from_draws(data['sensor']), data['sensor']['cfa'][0]
@@ -201,7 +205,10 @@ class NewBPModel(SRModel):
             if self.kernel is None:
                 raise ValueError("option 'train:redegradation_opt' needs the kernel in the batch "
                                  '(a dataset that returns "kernel", such as CrosstalkDataset)')
-            loss_dict['l_redeg'] = self.cri_redegradation(self.output, self.lq, self.kernel)
+            sigma = None
+            if self.cri_redegradation.sigma == NOISE_SIGMA and self.sensor_draws is not None:
+                sigma = noise_variance(self.sensor_draws, self.lq).sqrt()
+            loss_dict['l_redeg'] = self.cri_redegradation(self.output, self.lq, self.kernel, sigma)
         if self.cri_precompensation:
             loss_dict['l_s'] = self.cri_precompensation(s)
         l_total = sum(loss_dict.values())

@@ -45,7 +45,8 @@ setup(
         'tqdm>=4.60',
     ],
     extras_require={
-        'test': ['pytest>=7'],
+        'raw': ['rawpy>=0.18', 'tifffile>=2021.1'],  # DNG: read through LibRaw, written as TIFF/EP
+        'test': ['pytest>=7', 'rawpy>=0.18', 'tifffile>=2021.1'],  # CI tests the raw extra too
     },
     entry_points={
         'console_scripts': ['basicsr = newbp_console:main'],

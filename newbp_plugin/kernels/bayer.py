@@ -202,3 +202,41 @@ def _phase_kernel(fractions, scale, name):
     kernel[2, 1], kernel[0, 1] = scale * fractions['up'], scale * fractions['down']
     kernel[1, 1] = 1 - leakage
     return kernel
+
+
+def rgb_equivalent_kernel(phase_kernels, pattern):
+    """The RGB channel-mixing kernel (3, 3, k, k) that mosaic crosstalk amounts to after demosaicing.
+
+    For an output colour c, the mean over the phases p of colour c of what p receives: the entry
+    at offset d of p's kernel is light from the neighbour at ``-d`` (the convention of this
+    module), whose phase is ``q = p - d`` (mod the 2x2 cell), and it goes to input colour
+    ``colour(q)``: ``rgb[c, colour(q), d] += phase_kernels[p, d] / #phases of colour c``. It is
+    the kernel of the "demosaic, then deconvolve in RGB" baselines (``y_c = sum_c' rgb[c, c'] * x_c'``,
+    :mod:`newbp_plugin.sensor.layout`). Exact after bilinear demosaicing of an image that is linear
+    in the pixel position (red and blue everywhere; green where it is interpolated, at the red and
+    blue sites; the two greens' phases differ at their own sites); each output colour keeps the sum
+    of its phases' kernels (1 for ``bayer_crosstalk``).
+
+    Args:
+        phase_kernels (Tensor | ndarray): (4, k, k), k odd; see the module docstring.
+        pattern (str): CFA pattern, one of ``CFA_PATTERNS``.
+
+    Returns:
+        Tensor | ndarray: (3, 3, k, k), same type, dtype and device; row c = output colour (R, G, B).
+    """
+    if phase_kernels.ndim != 3 or phase_kernels.shape[0] != 4 or phase_kernels.shape[1] != phase_kernels.shape[2] \
+            or phase_kernels.shape[1] % 2 == 0:
+        raise ValueError(f'rgb_equivalent_kernel: expected (4, k, k) with k odd, got {tuple(phase_kernels.shape)}')
+    colours = ['RGB'.index(name[0]) for name in phase_names(pattern)]
+    side = phase_kernels.shape[-1]
+    offsets = np.arange(side) - side // 2
+    rgb = _zeros_like(phase_kernels, (3, 3, side, side))
+    for phase, colour in enumerate(colours):
+        row, column = divmod(phase, 2)
+        source = 2 * ((row - offsets[:, None]) % 2) + (column - offsets[None, :]) % 2  # (k, k): the phase q of p - d
+        for source_colour in range(3):
+            mask = np.isin(source, [q for q in range(4) if colours[q] == source_colour])
+            if torch.is_tensor(phase_kernels):
+                mask = torch.from_numpy(mask).to(phase_kernels.device)
+            rgb[colour, source_colour] += phase_kernels[phase] * mask / colours.count(colour)
+    return rgb

@@ -1,7 +1,7 @@
 """newbp-plugin: sensor-crosstalk removal for BasicSR.
 
 Importing the package applies the BasicSR compatibility fixes first, then
-registers every architecture, dataset, loss and model of the plugin in
+registers every architecture, dataset, loss, metric and model of the plugin in
 BasicSR's registries (BasicSR's auto-import pattern by file suffix).
 """
 from newbp_plugin import compat
@@ -9,6 +9,6 @@ from newbp_plugin.version import __version__
 
 compat.apply()
 
-from newbp_plugin import archs, data, losses, models  # noqa: E402 (registration after compat)
+from newbp_plugin import archs, data, losses, metrics, models  # noqa: E402 (registration after compat)
 
-__all__ = ['__version__', 'archs', 'compat', 'data', 'losses', 'models']
+__all__ = ['__version__', 'archs', 'compat', 'data', 'losses', 'metrics', 'models']

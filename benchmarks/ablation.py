@@ -29,8 +29,12 @@ BODY_KEYS = ('img_channel', 'width', 'middle_blk_num', 'enc_blk_nums', 'dec_blk_
 NEWBP = 'NewBPNAFNet'
 KERNEL_AWARE = 'KernelAwareNAFNet'
 UNIVERSAL = 'experiments/pretrained_models/KernelAwareNAFNet-universal.pth'
+# the NewBP head as a physics-consistency term: K * Ŷ must explain X within each sample's noise (RedegradationLoss)
+NEWBP_CONSISTENCY = {'redegradation_opt': {'type': 'RedegradationLoss', 'loss_weight': 0.01, 'margin': 1.0,
+                                           'sigma': 'noise'}}
 # name -> (description, network_g beyond the recipe's body options (the sensor block hands the kernel and the
-# light to networks that take them), path:pretrain_network_g relative to the repository root or None)
+# light to networks that take them), path:pretrain_network_g relative to the repository root or None[, train
+# options beyond the recipe's])
 VARIANTS = {
     'nafnet': ('NAFNet (no head)', {'type': 'NAFNet'}, None),
     'newbp_literal': ('NewBP head, S = NAFNet(X) (skip: input)',
@@ -47,6 +51,10 @@ VARIANTS = {
     'kernel_aware_3': ('KernelAwareNAFNet, 3 stages, shared prior', {'type': KERNEL_AWARE, 'stages': 3}, None),
     'kernel_aware_1_finetune': ('KernelAwareNAFNet, 1 stage, fine-tuned from the shipped universal model '
                                 '(the front door)', {'type': KERNEL_AWARE, 'stages': 1, 'alpha': 'hyper'}, UNIVERSAL),
+    'kernel_aware_1_finetune_newbp': ('the front door + the NewBP head as a consistency term (RedegradationLoss, '
+                                      'sigma: noise, margin 1, weight 0.01)',
+                                      {'type': KERNEL_AWARE, 'stages': 1, 'alpha': 'hyper'}, UNIVERSAL,
+                                      NEWBP_CONSISTENCY),
     'nafnet_finetune': ('NAFNet, fine-tuned from NAFNet-universal (options/train/NAFNet-universal.yml, trained first)',
                         {'type': 'NAFNet'}, 'experiments/NAFNet-universal/models/net_g_latest.pth'),
 }
@@ -61,14 +69,14 @@ def load_recipe():
 def variant_options(recipe, name, iters):
     """The recipe as a plain dict, for one variant and a budget of ``iters`` iterations."""
     opt = dict(recipe, name=f'ablation_{name}')  # its sensor: block reaches the variant's network too
-    _, network, pretrained = VARIANTS[name]
+    _, network, pretrained, *train_options = VARIANTS[name]
     opt['network_g'] = {**{key: opt['network_g'][key] for key in BODY_KEYS}, **network}
     opt['path'] = dict(opt['path'], pretrain_network_g=None if pretrained is None else osp.join(ROOT, pretrained))
     opt['datasets'] = dict(opt['datasets'], val_test=dict(opt['datasets']['val'], name='sample_test_color',
                                                           dataroot_gt=TEST_SPLIT))
     for phase in ('train', 'val', 'val_test'):
         opt['datasets'][phase]['dataroot_gt'] = osp.join(ROOT, opt['datasets'][phase]['dataroot_gt'])
-    train = opt['train']
+    train = opt['train'] = dict(opt['train'], **(train_options[0] if train_options else {}))
     train['total_iter'] = iters
     train['scheduler'] = dict(train['scheduler'], periods=[iters])
     opt['val'] = dict(opt['val'], val_freq=iters, save_img=False)

@@ -4,7 +4,10 @@ The baselines a learned model must beat on ``X = K * Y + N``:
 
 - :func:`wiener`: Wiener deconvolution in the Fourier domain,
 - :func:`richardson_lucy`: Richardson–Lucy, the multiplicative EM iteration of the Poisson model,
-- :func:`converse`: Converse2D (:func:`newbp_plugin.ops.converse2d`) used as a solver.
+- :func:`converse`: Converse2D (:func:`newbp_plugin.ops.converse2d`) used as a solver,
+- :func:`demosaic_wiener` (packed raw): OpenCV demosaicing, then :func:`wiener` in RGB with the
+  RGB-equivalent kernel of the mosaic crosstalk, mosaicked back (the "demosaic first" pipeline).
+  On packed raw the three above work on the four phase planes with the packed (4, 4) kernel.
 
 Conventions shared by the three:
 
@@ -25,9 +28,11 @@ Conventions shared by the three:
 import torch
 import torch.nn.functional as F
 
+from newbp_plugin.kernels.bayer import packed_to_phase_kernels, rgb_equivalent_kernel
 from newbp_plugin.ops import converse2d, crosstalk, psf2otf
 from newbp_plugin.ops.regularised_solve import regularised_solve
 from newbp_plugin.sensor import is_channel_mixing
+from newbp_plugin.sensor.mosaic import demosaic, mosaic, pack, phase_channels, unpack
 from newbp_plugin.sensor.optics import SensorOptics
 
 BOUNDARIES = ('reflect', 'circular')
@@ -251,6 +256,54 @@ def converse(x, kernel, noise_var=None, lam=None, linear_light=False, boundary='
         return converse2d(observed, kernel, noise_var / deviation_power)
 
     return _solve(solve, x, linear_light, pad)
+
+
+def demosaic_wiener(x, kernel, cfa='RGGB', noise_var=None, balance=None, linear_light=False, boundary='reflect',
+                    pad=None, return_rgb=False):
+    """Demosaic first, then deconvolve in RGB: the baseline of a pipeline that ignores the mosaic.
+
+    The degraded packed raw is unpacked and demosaiced (:func:`newbp_plugin.sensor.mosaic.demosaic`,
+    OpenCV bilinear, values clipped to [0, 1]); :func:`wiener` restores the RGB image with the
+    RGB-equivalent kernel of each sample's mosaic crosstalk
+    (:func:`newbp_plugin.kernels.bayer.rgb_equivalent_kernel` of its phase kernels) and, per
+    colour, the mean σ² of that colour's phases (an upper bound: interpolation averages noise;
+    Wiener's prior power is fitted to the image anyway); the result is mosaicked back on ``cfa`` and
+    packed, to be compared on raw.
+
+    Args:
+        x (Tensor): (B, 4, h, w) packed raw (:func:`newbp_plugin.sensor.mosaic.pack`), linear.
+        kernel (Tensor | ndarray): packed (4, 4, s, s) or (1|B, 4, 4, s, s) kernel.
+        cfa (str): the CFA pattern of x. Default: 'RGGB'.
+        noise_var (float | Tensor | None): σ² of the raw, a number or broadcastable to (B, 4, 1, 1).
+        balance (float | Tensor | None): Wiener's β itself, instead of ``noise_var``.
+        linear_light (bool): must be false (raw is linear).
+        boundary (str): 'reflect' or 'circular' (module docstring).
+        pad (int | None): reflect padding [px] of the full-resolution RGB; None: 4 x the kernel's side.
+        return_rgb (bool): also return the restored RGB. Default: False.
+
+    Returns:
+        Tensor | tuple: (B, 4, h, w) restored packed raw; with ``return_rgb``, and the (B, 3, 2h, 2w)
+        restored camera RGB (linear, not clipped).
+    """
+    if linear_light:
+        raise ValueError('demosaic_wiener: raw is linear; linear_light must be false')
+    if not torch.is_tensor(x) or x.dim() != 4 or x.shape[1] != 4 or not x.is_floating_point():
+        raise ValueError(f'demosaic_wiener: x must be (B, 4, h, w) packed raw, got {getattr(x, "shape", type(x))}')
+    kernel = torch.as_tensor(kernel).to(device=x.device, dtype=x.dtype)
+    kernel = kernel[None] if kernel.dim() == 4 else kernel
+    if kernel.dim() != 5 or tuple(kernel.shape[1:3]) != (4, 4):
+        raise ValueError(f'demosaic_wiener: kernel must be packed, (4, 4, s, s) or (1|B, 4, 4, s, s), got '
+                         f'{tuple(kernel.shape)}')
+    rgb_kernel = torch.stack([rgb_equivalent_kernel(packed_to_phase_kernels(packed), cfa) for packed in kernel])
+    channels = torch.tensor(phase_channels(cfa), device=x.device)
+    rgb_noise = None
+    if noise_var is not None:
+        phase_var = torch.as_tensor(noise_var, dtype=x.dtype, device=x.device).expand(x.shape[:1] + (4, 1, 1))
+        rgb_noise = torch.stack([phase_var[:, channels == colour].mean(1) for colour in range(3)], dim=1)
+    restored = wiener(demosaic(unpack(x), cfa), rgb_kernel, noise_var=rgb_noise, balance=balance, boundary=boundary,
+                      pad=pad)
+    packed = pack(mosaic(restored, cfa))
+    return (packed, restored) if return_rgb else packed
 
 
 def _prepare(x, kernel, boundary, pad):

@@ -8,6 +8,12 @@
   image, and of the crop), and the S of methods that return one (NewBP networks) beside it;
 - ``benchmark_<metric>.png``: ``figure: metric`` per method and degradation, each image a dot, the
   mean a bar.
+
+Raw benchmarks (``dataset: domain: raw``) say in the table's header what each metric compares (the
+raw mosaic, or sRGB after the fixed pipeline), and ``benchmark.png`` is the camera engineer's view:
+per degradation the crop of the degraded mosaic in its filters' colours, the demosaiced input, each
+method's result and the clean image, processed to sRGB with the image's camera, under each the first
+raw metric and the sRGB ones, of the whole image; then the phase kernels of the image's K.
 """
 import csv
 import itertools
@@ -21,6 +27,8 @@ import torch
 from basicsr.metrics.psnr_ssim import calculate_psnr
 from basicsr.utils import imwrite, tensor2img
 
+from newbp_plugin.kernels.bayer import packed_to_phase_kernels
+from newbp_plugin.kernels.preview import render_kernel
 from newbp_plugin.pictures import (BACKGROUND, LABEL_HEIGHT, TEXT_COLOUR, enlarge, label, put_text, s_to_image,
                                    side_by_side, stacked, text_width, titled)
 
@@ -46,7 +54,10 @@ def write_reports(folder, opt, device, metric_names, rows, figure_rows, figure):
             ``mean`` ({metric: value, 'runtime_ms': value}) and ``images`` ({name: same}).
         figure_rows (list[dict]): per degradation: ``label`` and ``tiles``, a list of ``(title, image
             (1, C, H, W) in [0, 1], S (1, C, H, W) or None, kind of S (:func:`s_to_image`) or None)``,
-            the clean image first.
+            the clean image first. Raw: the images are sRGB-processed, the input's after the clean
+            one, and the row also has ``raw`` (True), ``mosaic`` ((1, 3, H, W), the degraded mosaic in
+            its filters' colours), ``kernel`` (the packed (4, 4, s, s) K), ``cfa`` and ``notes``
+            ({title: the figures written under its panel}).
         figure (dict): ``crop_size`` [px], ``crop`` ('auto', 'centre' or [top, left]), ``zoom`` and
             ``metric`` (a key of the metrics, or None: no metric plot).
     """
@@ -54,15 +65,26 @@ def write_reports(folder, opt, device, metric_names, rows, figure_rows, figure):
     dataset = opt['dataset']
     crop = dataset.get('val_crop_size')
     images = len(rows[0]['images'])
+    raw = dataset.get('domain') == 'raw'
     domain = 'linear light' if opt['linear_light'] else 'the encoded values'
+    if raw:
+        domain = (f"the linear packed raw ({dataset.get('cfa', 'RGGB')}, {dataset.get('raw_bits', 12)}-bit codes, "
+                  f"black level {dataset.get('black_level') or 'default'}, white level "
+                  f"{dataset.get('white_level') or 'default'}; a camera drawn per image)")
+    where = {'raw': ', on the raw mosaic', 'srgb': ', on sRGB'}
     metrics = '; '.join(f"{name}: {spec['type']}, crop_border {spec.get('crop_border', 0)}"
-                        f"{', Y' if spec.get('test_y_channel') else ''}" for name, spec in opt['metrics'].items())
+                        f"{', Y' if spec.get('test_y_channel') else ''}"
+                        f"{where[spec.get('domain') or 'raw'] if raw else ''}" for name, spec in opt['metrics'].items())
+    raw_note = (' The raw mosaic: all four phases, linear, as NewBPModel validates; sRGB: the result and the '
+                "clean raw through one fixed pipeline with the image's camera (OpenCV bilinear demosaicing, white "
+                'balance, colour matrix, sRGB curve; a method that restores demosaiced RGB from its RGB).'
+                if raw else '')
     lines = [
         f"# Benchmark: {opt['name']}",
         '',
         f"{images} images of `{dataset['dataroot_gt']}` ({f'centre crop {crop} px' if crop else 'full size'}), "
         f"degradations seeded from {opt['seed']}, K and N in {domain}; "
-        f'device: {device}. Metrics (BasicSR, on 8-bit images): {metrics or "none"}. '
+        f'device: {device}. Metrics (BasicSR, on 8-bit images): {metrics or "none"}.{raw_note} '
         'runtime_ms: mean wall time of one image [ms].',
         '',
         '| kernel | noise | method | ' + ' | '.join(columns) + ' |',
@@ -108,6 +130,9 @@ def _figure(figure_rows, crop_size, crop, zoom):
     """The comparison picture, uint8 BGR: per degradation a label strip, then the labelled tiles side by side."""
     picture_rows = []
     for row in figure_rows:
+        if row.get('raw'):
+            picture_rows.append(_raw_figure_row(row, crop_size, crop, zoom))
+            continue
         tiles = row['tiles']
         top, left = _crop_position(tiles, crop_size, crop)
 
@@ -128,6 +153,40 @@ def _figure(figure_rows, crop_size, crop, zoom):
         picture_rows.append(titled(body, f"{row['label']}: {crop_size} px crop, x{zoom}; PSNR [dB] of the image "
                                          '/ of the crop'))
     return stacked(picture_rows, gap=3 * LABEL_HEIGHT // 2)
+
+
+def _raw_figure_row(row, crop_size, crop, zoom):
+    """One degradation of a raw benchmark's figure (module docstring), uint8 BGR; the crop starts on a CFA cell."""
+    tiles = row['tiles']
+    top, left = _crop_position(tiles, crop_size, crop)
+    top, left = top - top % 2, left - left % 2
+
+    def panel(image):
+        return enlarge(tensor2img([image[..., top:top + crop_size, left:left + crop_size]]), zoom)
+
+    panels = [titled(panel(row['mosaic']), 'mosaic input', 'filter colours, WB, sRGB curve')]
+    for title, image, s, kind in tiles[1:]:
+        panels.append(titled(panel(image), title, row['notes'].get(title, '')))
+        if s is not None:
+            s_crop = s[..., top:top + crop_size, left:left + crop_size][0]
+            panels.append(titled(s_to_image(s_crop.repeat_interleave(zoom, -1).repeat_interleave(zoom, -2), kind),
+                                 f'{title}: S', ''))
+    panels.append(titled(panel(tiles[0][1]), tiles[0][0], f'crop at ({top}, {left})'))
+    phase_kernels = _smallest_phase_kernels(np.asarray(row['kernel'], dtype=np.float64))
+    scale = max(1, crop_size * zoom // phase_kernels.shape[-1])
+    panels.append(titled(render_kernel(phase_kernels, scale=scale, pattern=row['cfa']), 'K: the phase kernels'))
+    return titled(side_by_side(panels), f"{row['label']}: {crop_size} px crop, x{zoom}, {row['cfa']}; processed "
+                                        "with the image's camera; figures of the whole image")
+
+
+def _smallest_phase_kernels(packed):
+    """The phase kernels (4, k, k) of a packed kernel (4, 4, s, s), k the smallest odd side holding them all."""
+    for size in range(1, 2 * packed.shape[-1] + 2, 2):
+        try:
+            return packed_to_phase_kernels(packed, size=size)
+        except ValueError:
+            continue
+    return packed_to_phase_kernels(packed)
 
 
 def _metric_plot(rows, metric):

@@ -3,7 +3,8 @@
 :func:`unprocess` walks a camera pipeline backwards from a clean sRGB image: sRGB decoding,
 the inverse colour-correction matrix (CCM), the inverse white-balance gains, the mosaic.
 :func:`process` walks it forwards (white balance, OpenCV demosaicing, CCM, sRGB encoding) to view
-raw images and for "demosaic, then restore RGB" baselines. The camera of each sample is drawn by
+raw images, :func:`process_rgb` finishes "demosaic, then restore RGB" baselines the same way, and
+:func:`mosaic_view` shows the mosaic itself in the colours of its filters. The camera of each sample is drawn by
 :func:`draw_cameras` from a numpy Generator. Brooks' tone curve and brightness gain are left out:
 the plugin's images are sRGB-encoded linear light. Also raw quantisation with black and white
 levels: :func:`to_raw_codes`, :func:`from_raw_codes`.
@@ -14,7 +15,7 @@ import numpy as np
 import torch
 
 from newbp_plugin.ops.color import linear_to_srgb, srgb_to_linear
-from newbp_plugin.sensor.mosaic import demosaic, mosaic, pack, phase_channels, unpack
+from newbp_plugin.sensor.mosaic import PHASE_OFFSETS, demosaic, mosaic, pack, phase_channels, unpack
 
 # XYZ -> camera matrices of four cameras (Brooks et al. 2019); a camera is a random convex combination
 XYZ_TO_CAMERA = np.array([
@@ -114,9 +115,51 @@ def process(raw, cameras, pattern):
     Returns:
         Tensor: (B, 3, H, W) sRGB-encoded image in [0, 1], of raw's dtype and device.
     """
+    return _camera_to_srgb(demosaic(_balanced_mosaic(raw, cameras, pattern), pattern), cameras)
+
+
+def process_rgb(rgb, cameras):
+    """Linear camera RGB (a demosaiced raw) -> sRGB: the steps of :func:`process` after its demosaicing
+    (white balance, CCM, sRGB encoding), for methods that restore demosaiced images.
+
+    Args:
+        rgb (Tensor): (B, 3, H, W) camera RGB in linear light, [0, 1].
+        cameras (Cameras): the camera of each sample.
+
+    Returns:
+        Tensor: (B, 3, H, W) sRGB-encoded image in [0, 1], of rgb's dtype and device.
+    """
+    return _camera_to_srgb((rgb * cameras.gains(rgb)[:, :, None, None]).clamp(0, 1), cameras)
+
+
+def mosaic_view(raw, cameras, pattern):
+    """Linear camera raw -> a picture of the mosaic: each pixel white-balanced, sRGB-encoded and shown in the
+    colour of its filter (the other two channels 0), as a camera engineer looks at a CFA.
+
+    Args:
+        raw (Tensor): (B, 1, H, W) raw mosaic in linear light, [0, 1].
+        cameras (Cameras): the camera of each sample.
+        pattern (str): CFA pattern, one of ``sensor.mosaic.CFA_PATTERNS``.
+
+    Returns:
+        Tensor: (B, 3, H, W) RGB in [0, 1], of raw's dtype and device.
+    """
+    encoded = linear_to_srgb(_balanced_mosaic(raw, cameras, pattern))
+    view = raw.new_zeros(raw.shape[:1] + (3, ) + raw.shape[2:])
+    for channel, (row, column) in zip(phase_channels(pattern), PHASE_OFFSETS):
+        view[:, channel, row::2, column::2] = encoded[:, 0, row::2, column::2]
+    return view
+
+
+def _balanced_mosaic(raw, cameras, pattern):
+    """(B, 1, H, W) raw times each pixel's white-balance gain, clipped to [0, 1]."""
     phase_gains = cameras.gains(raw)[:, list(phase_channels(pattern)), None, None]
-    balanced = unpack(pack(raw) * phase_gains).clamp(0, 1)
-    linear = _apply_matrix(cameras.matrix(raw, inverse=True), demosaic(balanced, pattern))
+    return unpack(pack(raw) * phase_gains).clamp(0, 1)
+
+
+def _camera_to_srgb(balanced, cameras):
+    """White-balanced (B, 3, H, W) camera RGB -> sRGB: CCM (camera -> linear sRGB), clip, sRGB encoding."""
+    linear = _apply_matrix(cameras.matrix(balanced, inverse=True), balanced)
     return linear_to_srgb(linear.clamp(0, 1))
 
 

@@ -186,7 +186,7 @@ def test_file_errors(tmp_path):
     with pytest.raises(KernelSpecError, match='PSF file .*missing.npy does not exist'):
         build_kernel(tmp_path / 'missing.npy')
     (tmp_path / 'psf.txt').write_text('1')
-    with pytest.raises(KernelSpecError, match=r"unsupported suffix '.txt'; use .npy or .png"):
+    with pytest.raises(KernelSpecError, match=r"unsupported suffix '.txt'; use .npy, .npz or .png"):
         build_kernel(tmp_path / 'psf.txt')
     (tmp_path / 'broken.png').write_bytes(b'not a png')
     with pytest.raises(KernelSpecError, match='broken.png could not be decoded'):

@@ -358,3 +358,74 @@ def test_raw_cli_one_line_errors(tmp_path, raw_weights):
         result = run_basicsr(['restore'] + common + args, cwd=tmp_path, env={'OMP_NUM_THREADS': '1'})
         assert result.returncode == status and result.stderr.strip().splitlines()[-1].startswith(line), result.stderr
         assert not osp.exists(tmp_path / args[args.index('-o') + 1])
+
+
+def raw_dng(path, cfa='GRBG', black=512, white=16000, bits=14):
+    """A DNG of ``raw_mosaic`` (14-bit codes, levels other than the training's), camera tags set; its codes."""
+    from newbp_plugin.sensor.dng import write_dng
+    codes = raw_mosaic(black, white, bits)
+    write_dng(path, codes, cfa, black, white, as_shot_neutral=(0.5, 1, 0.8), camera='Test Cam')
+    return codes
+
+
+def test_dng_is_restored_into_a_dng_with_its_cfa_and_levels(tmp_path, raw_weights):
+    rawpy = pytest.importorskip('rawpy')
+    from newbp_plugin.sensor.dng import read_dng
+    codes = raw_dng(tmp_path / 'a.dng')
+    failures, _ = restore(str(tmp_path / 'a.dng'), str(tmp_path / 'out' / 'a.dng'), str(raw_weights / 'mild.pth'),
+                          arch=str(raw_weights / 'train.yml'), device='cpu')  # trained on black 256, white 4095
+    assert failures == []
+    np.save(tmp_path / 'a.npy', codes)  # the same codes, their levels given
+    failures, _ = restore(str(tmp_path / 'a.npy'), str(tmp_path / 'out' / 'a.npy'), str(raw_weights / 'mild.pth'),
+                          arch=str(raw_weights / 'train.yml'), device='cpu', raw_bits=14, black_level=512,
+                          white_level=16000)
+    assert failures == []
+    expected = np.load(tmp_path / 'out' / 'a.npy')
+    assert np.abs(expected.astype(int) - codes).max() > 0  # the network did change the mosaic
+    with rawpy.imread(str(tmp_path / 'out' / 'a.dng')) as raw:  # LibRaw's reading of the restored DNG
+        np.testing.assert_array_equal(raw.raw_image_visible, expected)
+        assert ''.join(raw.color_desc.decode()[i] for i in raw.raw_colors_visible[:2, :2].ravel()) == 'GRBG'
+        assert list(raw.black_level_per_channel) == [512] * 4 and raw.white_level == 16000
+    assert read_dng(tmp_path / 'out' / 'a.dng').camera_tags == read_dng(tmp_path / 'a.dng').camera_tags
+
+
+@pytest.mark.parametrize('cfa, kwargs, message', [
+    ('RGGB', {}, "a RGGB mosaic (its DNG CFA pattern); the network's CFA is GRBG: a mosaic of another CFA would swap"),
+    ('BGGR', {'cfa': 'GRBG'}, 'a BGGR mosaic (its DNG CFA pattern); --cfa is GRBG'),
+    ('GRBG', {'black_level': 256}, '--black-level 256, but the DNG records 512: a DNG brings its own levels'),
+    ('GRBG', {'white_level': 4095}, '--white-level 4095, but the DNG records 16000'),
+    ('GRBG', {'raw_bits': 12}, "--raw-bits 12, but the DNG's white level is 16000"),
+])
+def test_dng_of_another_cfa_or_levels_fails_naming_the_file(tmp_path, raw_weights, cfa, kwargs, message):
+    pytest.importorskip('rawpy')
+    raw_dng(tmp_path / 'a.dng', cfa)
+    failures, total = restore(str(tmp_path / 'a.dng'), str(tmp_path / 'b.dng'), str(raw_weights / 'mild.pth'),
+                              arch=str(raw_weights / 'train.yml'), device='cpu', **kwargs)
+    assert total == 1 and failures == [(str(tmp_path / 'a.dng'), failures[0][1])] and message in failures[0][1], \
+        failures
+    assert not osp.exists(tmp_path / 'b.dng')
+
+
+def test_a_dng_keeps_its_format(tmp_path, raw_weights):
+    pytest.importorskip('rawpy')
+    raw_dng(tmp_path / 'a.dng')
+    with pytest.raises(ValueError, match='the output keeps the format of the input: .*a.dng is DNG, .*b.png is PNG'):
+        restore(str(tmp_path / 'a.dng'), str(tmp_path / 'b.png'), str(raw_weights / 'mild.pth'),
+                arch=str(raw_weights / 'train.yml'), device='cpu')
+
+
+def test_a_kernel_file_fitted_on_another_cfa_is_an_error(tmp_path):
+    from newbp_plugin.inference.restore import Restorer
+    from newbp_plugin.kernels import build_kernel
+    from newbp_plugin.kernels.measured import save_kernel
+    arch_options = dict(NEWBP_ARCH, img_channel=4, kernel={'type': 'bayer_crosstalk'}, skip='none')
+    weights = tmp_path / 'newbp.pth'
+    torch.save({'params': build_network(arch_options).state_dict()}, weights)
+    kernel = build_kernel({'type': 'bayer_crosstalk', 'pattern': 'GRBG'})
+    save_kernel(tmp_path / 'k.npz', kernel, 'GRBG')
+    arch = yaml.safe_dump(arch_options)
+    restorer = Restorer(str(weights), arch, kernel=str(tmp_path / 'k.npz'), cfa='GRBG', device='cpu')
+    np.testing.assert_array_equal(restorer.kernel[0].numpy(), kernel)
+    with pytest.raises(ValueError, match=re.escape(f"kernel file {tmp_path / 'k.npz'} was fitted on GRBG mosaics "
+                                                   'and is used on RGGB ones')):
+        Restorer(str(weights), arch, kernel=str(tmp_path / 'k.npz'), cfa='RGGB', device='cpu')

@@ -14,7 +14,7 @@ from torch.utils import data
 
 from newbp_plugin.data.lmdb_tools import IMAGE_SUFFIXES
 from newbp_plugin.kernels import MAX_KERNEL_SIZE, KernelSampler, build_kernel
-from newbp_plugin.kernels.bayer import CFA_PATTERNS, phase_kernels_to_packed
+from newbp_plugin.kernels.bayer import CFA_PATTERNS, on_cfa, phase_kernels_to_packed
 from newbp_plugin.kernels.build import RANDOM_TYPE, as_spec
 from newbp_plugin.kernels.grid import centre_pad
 from newbp_plugin.options import Option, is_bool, is_int, one_of, optional, parse_options
@@ -115,19 +115,6 @@ def _open_lmdb(path, options):
         env = lmdb.open(key, **dict(LMDB_DEFAULTS, **options))
         _LMDB_ENVIRONMENTS[key] = (os.getpid(), env)
     return env
-
-
-def _on_cfa(spec, cfa):
-    """A kernel spec with every ``bayer_crosstalk`` kernel on the dataset's CFA: the pattern filled in where unset."""
-    if isinstance(spec, (list, tuple)):
-        return [_on_cfa(item, cfa) for item in spec]
-    if not isinstance(spec, dict):
-        return spec
-    spec = {key: _on_cfa(value, cfa) for key, value in spec.items()}
-    if spec.get('type') == 'bayer_crosstalk' and spec.setdefault('pattern', cfa) != cfa:
-        raise ValueError(f"a bayer_crosstalk kernel with pattern {spec['pattern']!r} on the cfa {cfa!r}; "
-                         'leave its pattern unset (the dataset gives cfa) or set the same')
-    return spec
 
 
 def _window(img, top, left, height, width):
@@ -286,7 +273,7 @@ class CrosstalkDataset(data.Dataset):
             _fail('option noise: in domain raw X is raw_bits codes clipped at white_level; leave noise.quantize '
                   'unset and noise.clip true')
         if self.is_raw:
-            self.opt['kernel'] = self._option('kernel', lambda spec: _on_cfa(spec, self.opt['cfa']))
+            self.opt['kernel'] = self._option('kernel', lambda spec: on_cfa(spec, self.opt['cfa']))
         self.kernels = self._option('kernel', KernelSampler)
         self.kernel_size, self.channel_mixing = self._option('kernel', lambda spec: self._kernel_layout())
         self._warned_small = False

@@ -11,13 +11,18 @@
 - The architecture comes from ``--arch`` or from the training YAML beside the weights
   (:func:`newbp_plugin.inference.network.network_options`).
 - Raw: a network of 4 channels (``img_channel: 4``, trained on ``domain: raw``) restores CFA mosaics, single-channel
-  16-bit codes in a PNG, TIFF or ``.npy`` (DNG is not read: convert it, e.g. with rawpy's ``raw_image_visible``).
-  The codes are normalised, ``(code - black) / (white - black)``, packed into the 4 phase planes, restored, unpacked
-  and written back as codes (rounded, clipped to [0, white]): same format, CFA and levels. ``cfa``, ``raw_bits``,
-  ``black_level`` and ``white_level`` default to those of the training YAML's raw datasets (the dataset's defaults
-  where it leaves them unset: RGGB, 12 bits, 64 · 2^(bits - 10), 2^bits - 1); without a training YAML, to RGGB and
-  16 bits (the uint16 container). A ``cfa`` other than the training's is an error; so are codes above the white
-  level (the file's levels differ from the given ones).
+  16-bit codes in a PNG, TIFF or ``.npy``, or a DNG (read through rawpy, the optional extra ``raw``:
+  :mod:`newbp_plugin.sensor.dng`). The codes are normalised, ``(code - black) / (white - black)``, packed into the
+  4 phase planes, restored, unpacked and written back as codes (rounded, clipped to [0, white]): same format, CFA
+  and levels. ``cfa``, ``raw_bits``, ``black_level`` and ``white_level`` default to those of the training YAML's
+  raw datasets (the dataset's defaults where it leaves them unset: RGGB, 12 bits, 64 · 2^(bits - 10), 2^bits - 1);
+  without a training YAML, to RGGB and 16 bits (the uint16 container). A ``cfa`` other than the training's is an
+  error; so are codes above the white level (the file's levels differ from the given ones). A kernel file that
+  records its CFA (``basicsr calibrate --cfa``) must record ``cfa``.
+- A DNG brings its own CFA and levels: its CFA must be ``cfa`` (else the file fails, naming both), its black and
+  white levels are used whatever the training's, and a ``black_level``, ``white_level`` or ``raw_bits`` given
+  explicitly must agree with them (else the file fails). It is restored into a DNG (:func:`write_dng`: the visible
+  area, uncompressed 16-bit, the same CFA and levels, its camera names, colour matrices and white balance).
 - A file that cannot be read, restored or written is reported and skipped; the others go on.
 """
 import os
@@ -33,17 +38,19 @@ from newbp_plugin.archs.forward_arguments import forward_takes
 from newbp_plugin.data.crosstalk_dataset import OPTIONS as DATASET_OPTIONS, RAW_CHANNELS
 from newbp_plugin.inference.network import load_network, network_options, run_network, yamls_beside
 from newbp_plugin.kernels import parse_kernel_spec
-from newbp_plugin.kernels.bayer import phase_names
+from newbp_plugin.kernels.bayer import on_cfa, phase_names
 from newbp_plugin.pictures import s_kind, s_to_image
 from newbp_plugin.sensor import physical_kernel
+from newbp_plugin.sensor.dng import DNG_SUFFIX, read_dng, write_dng
 from newbp_plugin.sensor.mosaic import pack, unpack
 from newbp_plugin.sensor.noise import NoiseModel
 from newbp_plugin.sensor.noise_estimate import estimate_noise
 from newbp_plugin.sensor.unprocess import default_raw_levels, from_raw_codes, to_raw_codes
 
-_FORMATS = {'.png': 'PNG', '.tif': 'TIFF', '.tiff': 'TIFF', '.jpg': 'JPEG', '.jpeg': 'JPEG', '.npy': 'NPY'}
+_FORMATS = {'.png': 'PNG', '.tif': 'TIFF', '.tiff': 'TIFF', '.jpg': 'JPEG', '.jpeg': 'JPEG', '.npy': 'NPY',
+            DNG_SUFFIX: 'DNG'}
 IMAGE_SUFFIXES = ('.png', '.tif', '.tiff', '.jpg', '.jpeg')  # what restore reads and writes, bit depth kept
-MOSAIC_SUFFIXES = ('.png', '.tif', '.tiff', '.npy')  # raw mosaics, 16-bit codes
+MOSAIC_SUFFIXES = ('.png', '.tif', '.tiff', '.npy', DNG_SUFFIX)  # raw mosaics, 16-bit codes
 CONTAINER_BITS = 16  # raw_bits of a mosaic file when no training YAML tells them: the uint16 container
 
 
@@ -210,6 +217,7 @@ class Restorer:
         self.channels = self.options.get('img_channel', 3)
         raw_options = {'--cfa': cfa, '--raw-bits': raw_bits, '--black-level': black_level, '--white-level': white_level}
         self.raw = None  # (cfa, raw_bits, black_level, white_level) of a packed-raw network
+        self.given = {option: value for option, value in raw_options.items() if value is not None}
         if self.channels == RAW_CHANNELS:
             if save_s:
                 raise ValueError(f'--save-s: not for raw (packed, {RAW_CHANNELS}-channel) networks')
@@ -222,7 +230,11 @@ class Restorer:
         self.noise = None
         if takes_noise:
             self.noise = parse_noise_option(NOISE_ESTIMATE if noise is None else noise, self.channels, name)
-        self.kernel = None if kernel is None else physical_kernel(parse_kernel_spec(kernel), self.channels, '--kernel')
+        if kernel is not None:
+            spec = parse_kernel_spec(kernel)
+            self.kernel = physical_kernel(on_cfa(spec, self.raw[0]) if self.raw else spec, self.channels, '--kernel')
+        else:
+            self.kernel = None
         self.tile, self.tile_overlap, self.save_s = tile, tile_overlap, save_s
 
     def restore(self, img):
@@ -263,16 +275,18 @@ class Restorer:
         noise = estimate_noise(x, linear_light=linear_light) if self.noise == NOISE_ESTIMATE else self.noise
         return run_network(self.net, x, self.kernel, noise, self.tile, self.tile_overlap)
 
-    def restore_mosaic(self, codes):
+    def restore_mosaic(self, codes, levels=None):
         """Restore one raw mosaic of a packed-raw network (see the module docstring).
 
         Args:
             codes (np.ndarray): (H, W) uint16 codes, H and W even, none above the white level.
+            levels (tuple[int, int, int] | None): ``(raw_bits, black_level, white_level)`` of these codes;
+                None: the restorer's.
 
         Returns:
             np.ndarray: (H, W) uint16 codes of the restored mosaic, in [0, white_level].
         """
-        _, bits, black, white = self.raw
+        bits, black, white = levels or self.raw[1:]
         if codes.ndim == 3 and codes.shape[2] != 1:
             raise ValueError(f'{codes.shape[2]} channels; a raw network ({RAW_CHANNELS} channels, packed) restores '
                              'single-channel CFA mosaics')
@@ -288,8 +302,37 @@ class Restorer:
         restored, _ = self._run(pack(linear), linear_light=False)  # raw is linear light already
         return to_raw_codes(unpack(restored.float().cpu()), black, white, bits)[0, 0].numpy().astype(np.uint16)
 
+    def dng_levels(self, mosaic):
+        """``(raw_bits, black_level, white_level)`` of a DNG's mosaic (:func:`read_dng`), see the module docstring.
+
+        Raises:
+            ValueError: its CFA is not the network's, or an option given differs from the file.
+        """
+        cfa = self.raw[0]
+        if mosaic.cfa != cfa:
+            where = '--cfa' if '--cfa' in self.given else "the network's CFA"
+            raise ValueError(f'a {mosaic.cfa} mosaic (its DNG CFA pattern); {where} is {cfa}: a mosaic of another '
+                             'CFA would swap its phases')
+        bits = max(mosaic.white_level.bit_length(), 1)
+        found = {'--black-level': mosaic.black_level, '--white-level': mosaic.white_level}
+        for option, value in found.items():
+            if option in self.given and self.given[option] != value:
+                raise ValueError(f'{option} {self.given[option]}, but the DNG records {value}: a DNG brings its own '
+                                 'levels (leave the option out, or give the same)')
+        if '--raw-bits' in self.given and mosaic.white_level > 2**self.given['--raw-bits'] - 1:
+            raise ValueError(f"--raw-bits {self.given['--raw-bits']}, but the DNG's white level is "
+                             f'{mosaic.white_level}')
+        return bits, mosaic.black_level, mosaic.white_level
+
     def restore_file(self, source, destination):
         """Read ``source``, restore it, write ``destination`` (and S beside it with ``save_s``)."""
+        if self.raw and source.lower().endswith(DNG_SUFFIX):
+            mosaic = read_dng(source)
+            out = self.restore_mosaic(mosaic.codes, self.dng_levels(mosaic))
+            os.makedirs(osp.dirname(osp.abspath(destination)), exist_ok=True)
+            write_dng(destination, out, mosaic.cfa, mosaic.black_level, mosaic.white_level,
+                      camera_tags=mosaic.camera_tags)
+            return
         if self.raw:
             codes = np.load(source) if source.lower().endswith('.npy') else cv2.imread(source, cv2.IMREAD_UNCHANGED)
             if codes is None:

@@ -18,6 +18,9 @@ Crosstalk on the mosaic has two equivalent views:
 :func:`phase_kernels_to_packed` and :func:`packed_to_phase_kernels` convert exactly between them;
 :func:`newbp_plugin.sensor.mosaic.mosaic_crosstalk` applies them to a mosaic.
 """
+import inspect
+import os
+
 import numpy as np
 import torch
 
@@ -240,3 +243,34 @@ def rgb_equivalent_kernel(phase_kernels, pattern):
                 mask = torch.from_numpy(mask).to(phase_kernels.device)
             rgb[colour, source_colour] += phase_kernels[phase] * mask / colours.count(colour)
     return rgb
+
+
+def on_cfa(spec, cfa):
+    """A kernel spec used on mosaics of the CFA pattern ``cfa``: each kernel whose type takes a ``pattern`` option
+    (``bayer_crosstalk``; ``file``, which checks it against the pattern a kernel file records) gets ``cfa`` where
+    its pattern is unset. A path stands for ``{type: file, path: ...}`` and a list for a random choice, as in
+    :func:`newbp_plugin.kernels.build_kernel`.
+
+    Raises:
+        ValueError: a kernel's ``pattern`` is set to another pattern than ``cfa``.
+    """
+    from .build import RANDOM_TYPE, as_spec  # build imports the kernel types, this module among them
+    phase_names(cfa)
+
+    def walk(value):
+        if isinstance(value, (list, tuple)):
+            return [walk(item) for item in value]
+        if not isinstance(value, dict):
+            return value
+        value = {key: walk(item) for key, item in value.items()}
+        kernel_type = value.get('type')
+        if kernel_type == RANDOM_TYPE and isinstance(value.get('choices'), list):
+            value['choices'] = [walk(as_spec(choice)) if isinstance(choice, (str, os.PathLike, list)) else choice
+                                for choice in value['choices']]
+        if kernel_type in KERNEL_REGISTRY and 'pattern' in inspect.signature(KERNEL_REGISTRY.get(kernel_type)).parameters \
+                and value.setdefault('pattern', cfa) != cfa:
+            raise ValueError(f"a {kernel_type} kernel with pattern {value['pattern']!r} on the cfa {cfa!r}; "
+                             'leave its pattern unset (the dataset gives cfa) or set the same')
+        return value
+
+    return walk(as_spec(spec))

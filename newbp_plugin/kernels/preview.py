@@ -1,5 +1,6 @@
 """Pictures and summaries of kernels, for ``basicsr kernels list|show``."""
 import inspect
+import os
 
 import cv2
 import numpy as np
@@ -8,6 +9,7 @@ from newbp_plugin.pictures import (BACKGROUND, LABEL_HEIGHT, TEXT_COLOUR, VIRIDI
                                   label, put_text, side_by_side, stacked, text_width, titled)
 from .bayer import phase_names
 from .build import RANDOM_TYPE
+from .measured import recorded_pattern
 from .registry import KERNEL_REGISTRY
 
 TILE_TARGET = 240  # default tile side [screen px]
@@ -52,12 +54,16 @@ def channel_names(count, pattern=None):
 
 
 def kernel_pattern(spec):
-    """The CFA pattern of a kernel spec: its ``pattern`` option, or the default of its type's (e.g.
-    ``bayer_crosstalk``: RGGB); None when the spec is no mapping or its type has no pattern option."""
+    """The CFA pattern of a kernel spec: its ``pattern`` option, the pattern its kernel file records (a path, or
+    ``type: file``), or the default of its type's (e.g. ``bayer_crosstalk``: RGGB); None when the spec is no mapping
+    or its type has no pattern option."""
+    spec = {'type': 'file', 'path': os.fspath(spec)} if isinstance(spec, (str, os.PathLike)) else spec
     if not isinstance(spec, dict) or spec.get('type') not in KERNEL_REGISTRY:
         return None
     default = inspect.signature(KERNEL_REGISTRY.get(spec['type'])).parameters.get('pattern')
     pattern = spec.get('pattern', None if default is None else default.default)
+    if pattern is None and spec['type'] == 'file' and isinstance(spec.get('path'), (str, os.PathLike)):
+        pattern = recorded_pattern(spec['path'])
     return pattern if isinstance(pattern, str) else None
 
 

@@ -16,7 +16,7 @@ from newbp_plugin.benchmark.runner import Benchmark
 from newbp_plugin.data.crosstalk_dataset import CrosstalkDataset, degrade_batch
 from newbp_plugin.pictures import LABEL_HEIGHT
 from newbp_plugin.sensor.mosaic import unpack
-from newbp_plugin.sensor.unprocess import Cameras, process
+from newbp_plugin.sensor.unprocess import Cameras, process, process_rgb
 from tests.conftest import write_smooth_images
 from tests.test_benchmark import non_background_runs
 
@@ -125,6 +125,7 @@ def test_shipped_raw_options_are_valid(tmp_path, monkeypatch):
     ({'metrics': {'p': {'type': 'calculate_psnr', 'domain': 'srgb'}}, 'dataset': {'dataroot_gt': None}},
      'metrics:p: domain .srgb. applies to raw benchmarks only'),
     ({'linear_light': True}, 'linear_light must be false or unset with dataset:domain: raw'),
+    ({'methods': {'d': {'type': 'demosaic_wiener', 'view': 'srgb'}}}, 'methods:d:view must be one of raw, rgb'),
     ({'methods': {'d': {'type': 'demosaic_wiener', 'iterations': 3}}}, "unknown option 'methods:d:iterations'; valid options: balance, boundary, pad"),
 ])
 def test_bad_raw_options_fail_fast_naming_them(tmp_path, change, message):
@@ -138,10 +139,15 @@ def test_bad_raw_options_fail_fast_naming_them(tmp_path, change, message):
         Benchmark(opt)
 
 
-def test_demosaic_wiener_is_seen_from_its_own_rgb(raw_run, tmp_path):
-    """The sRGB figures of demosaic_wiener come from its restored RGB (no second demosaicing): they differ from
-    the fixed pipeline on its mosaicked-back raw, which re-demosaics."""
+def test_demosaic_wiener_is_seen_through_the_fixed_isp_or_from_its_own_rgb(raw_run, tmp_path):
+    """view: raw (default): the fixed pipeline on its mosaicked-back raw, as every row; view: rgb: from its restored
+    RGB (no second demosaicing)."""
     opt, clean, _ = raw_run
+    methods = {'raw': {'type': 'demosaic_wiener'}, 'own': {'type': 'demosaic_wiener', 'view': 'rgb'}}
+    folder = Benchmark(dict(opt, methods=methods, name='views')).run(str(tmp_path))
+    rows = {row['method']: row['images']['img0.png'] for row in json.load(open(osp.join(folder, 'benchmark.json')))[
+        'rows']}
+    assert rows['raw']['psnr'] == rows['own']['psnr']
     from newbp_plugin.benchmark import classical
     from newbp_plugin.sensor.degradation import noise_variance
     dataset = CrosstalkDataset(dict(RAW, dataroot_gt=str(clean), phase='test', kernel=KERNEL, noise=NOISE,
@@ -151,11 +157,12 @@ def test_demosaic_wiener_is_seen_from_its_own_rgb(raw_run, tmp_path):
     packed, rgb = classical.demosaic_wiener(x, batch['kernel'], 'RGGB', noise_var=noise_variance(batch['sensor'], x),
                                             return_rgb=True)
     assert rgb.shape == (1, 3, 32, 32) and packed.shape == x.shape
-    rows = json.load(open(osp.join(raw_run[2], 'benchmark.json')))['rows']
-    reported = next(row for row in rows if row['method'] == 'demosaic_wiener')['images']['img0.png']['psnr_srgb']
     cameras = Cameras.from_draws(batch['sensor'])
     gt = tensor2img([process(unpack(batch['gt'].double()), cameras, 'RGGB')])
     redemosaiced = tensor2img([process(unpack(packed.double().clamp(0, 1)), cameras, 'RGGB')])
-    assert reported != pytest.approx(calculate_psnr(redemosaiced, gt, crop_border=0), abs=1e-3)
+    own = tensor2img([process_rgb(rgb.double(), cameras)])
+    assert rows['raw']['psnr_srgb'] == pytest.approx(calculate_psnr(redemosaiced, gt, crop_border=0), abs=1e-9)
+    assert rows['own']['psnr_srgb'] == pytest.approx(calculate_psnr(own, gt, crop_border=0), abs=1e-9)
+    assert rows['own']['psnr_srgb'] != pytest.approx(rows['raw']['psnr_srgb'], abs=1e-3)
     np.testing.assert_allclose(packed.numpy(), classical.demosaic_wiener(
         x, batch['kernel'], 'RGGB', noise_var=noise_variance(batch['sensor'], x)).numpy())

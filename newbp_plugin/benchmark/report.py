@@ -77,7 +77,7 @@ def write_reports(folder, opt, device, metric_names, rows, figure_rows, figure):
                         f"{where[spec.get('domain') or 'raw'] if raw else ''}" for name, spec in opt['metrics'].items())
     raw_note = (' The raw mosaic: all four phases, linear, as NewBPModel validates; sRGB: the result and the '
                 "clean raw through one fixed pipeline with the image's camera (OpenCV bilinear demosaicing, white "
-                'balance, colour matrix, sRGB curve; a method that restores demosaiced RGB from its RGB).'
+                'balance, colour matrix, sRGB curve; demosaic_wiener with view: rgb from its own RGB).'
                 if raw else '')
     lines = [
         f"# Benchmark: {opt['name']}",

@@ -20,10 +20,11 @@ methods restore the (1, 4, H/2, W/2) packed raw. Each metric says what it compar
   validation computes its metrics;
 - ``srgb``: the result and the clean raw both through one fixed pipeline, the image's own camera:
   OpenCV bilinear demosaicing, white balance, colour matrix, sRGB curve
-  (:func:`newbp_plugin.sensor.unprocess.process`); a method that restores demosaiced RGB
-  (``demosaic_wiener``) is viewed from its own RGB, without a second demosaicing
-  (:func:`~newbp_plugin.sensor.unprocess.process_rgb`). Colour fidelity: ``calculate_delta_e2000``
-  (mean CIEDE2000, :mod:`newbp_plugin.metrics`), on ``srgb`` only.
+  (:func:`newbp_plugin.sensor.unprocess.process`); ``demosaic_wiener`` too, on the raw it
+  mosaicked back (``view: raw``, default), or from its own restored RGB without a second
+  demosaicing (``view: rgb``, :func:`~newbp_plugin.sensor.unprocess.process_rgb`; it then lacks the
+  bilinear demosaicing's smoothing that the clean reference went through). Colour fidelity:
+  ``calculate_delta_e2000`` (mean CIEDE2000, :mod:`newbp_plugin.metrics`), on ``srgb`` only.
 
 Options (YAML; an unknown key fails naming it)::
 
@@ -50,7 +51,7 @@ Options (YAML; an unknown key fails naming it)::
       wiener: {type: wiener}           # options: balance, boundary, pad (classical.wiener)
       rl: {type: richardson_lucy}      # options: iterations, boundary, pad
       converse: {type: converse}       # options: lam, boundary, pad (depthwise kernels: not on raw)
-      demosaic_wiener: {type: demosaic_wiener}   # raw only: OpenCV demosaic, RGB Wiener, mosaic back; balance, boundary, pad
+      demosaic_wiener: {type: demosaic_wiener}   # raw only: OpenCV demosaic, RGB Wiener, mosaic back; balance, boundary, pad, view
       nafnet:
         type: network
         weights: experiments/pretrained_models/NAFNet-GoPro-width32.pth
@@ -152,6 +153,7 @@ CLASSICAL = {'wiener': classical.wiener, 'richardson_lucy': classical.richardson
              'converse': classical.converse, 'demosaic_wiener': classical.demosaic_wiener}
 RAW_INPUT_TITLE = 'input, demosaiced'  # the degraded raw in the figure, through the fixed pipeline
 RAW_ONLY = ('demosaic_wiener', )  # methods of packed raw only
+VIEWS = ('raw', 'rgb')  # demosaic_wiener's view: its mosaicked-back raw through the fixed ISP, or its own RGB
 CLASSICAL_SUPPLIED = ('x', 'kernel', 'noise_var', 'linear_light', 'cfa', 'return_rgb')  # given by the benchmark
 NETWORK_OPTIONS = {'weights': Option(), 'network_g': Option(None), 'param_key': Option('params'),
                    'strict': Option(True, is_bool, 'true or false'),
@@ -198,6 +200,9 @@ class Method:
                 raise ValueError(f'{OWNER}: {where}: {error}') from None
             self.tile, self.tile_overlap, self.noise = options['tile'], options['tile_overlap'], options['noise']
         else:
+            self.view = options.pop('view', 'raw') if self.type in RAW_ONLY else None
+            if self.view not in (None, ) + VIEWS:
+                raise ValueError(f"{OWNER}: {where}:view must be one of {', '.join(VIEWS)}, got {self.view!r}")
             function = CLASSICAL[self.type]
             valid = [key for key in inspect.signature(function).parameters if key not in CLASSICAL_SUPPLIED]
             check_options(options, valid, OWNER, prefix=f'{where}:')
@@ -220,7 +225,7 @@ class Method:
             return run_network(self.net, x, kernel, noise, self.tile, self.tile_overlap) + (None, )
         noise = {'noise_var': noise_var} if self.takes_noise else {}
         if self.type in RAW_ONLY:
-            noise.update(cfa=self.cfa, return_rgb=True)
+            noise.update(cfa=self.cfa, return_rgb=self.view == 'rgb')
         restored = CLASSICAL[self.type](x, kernel.to(x), linear_light=self.linear_light, **noise, **self.options)
         return (restored[0], None, restored[1]) if isinstance(restored, tuple) else (restored, None, None)
 

@@ -227,31 +227,55 @@ def _restore(parsed, rest):
 
 
 def _calibrate(parsed, rest):
-    import numpy as np
+    from newbp_plugin.kernels.measured import save_kernel
     from newbp_plugin.sensor.calibration import (describe_calibration, fit_kernel, fit_raw_kernel, read_image,
-                                                 write_report)
+                                                 read_raw, write_report)
     references, captures = parsed.reference or [], parsed.captured or []
     if len(references) != len(captures):
         raise UsageError(f'give one --captured per --reference (pairs in order), got {len(references)} --reference '
                          f'and {len(captures)} --captured')
     if parsed.size < 1 or parsed.size % 2 == 0:
         raise UsageError(f'--size {parsed.size}: the kernel side must be odd and >= 1 (it has a centre pixel)')
-    if not parsed.output.endswith('.npy'):
-        raise UsageError(f'-o {parsed.output}: the kernel file must end in .npy')
-    if parsed.cfa and (parsed.mixing or parsed.linear_light is not None):
-        raise UsageError(f"--cfa {parsed.cfa}: the packed raw kernel is always channel-mixing and fitted on the "
+    dngs = [path for path in references + captures if path.lower().endswith('.dng')]
+    raw = f'--cfa {parsed.cfa}' if parsed.cfa else (f'{dngs[0]} (a DNG)' if dngs else None)
+    suffix = '.npz' if raw else '.npy'  # a raw kernel records its CFA pattern beside it
+    if not parsed.output.endswith(suffix):
+        raise UsageError(f'-o {parsed.output}: the kernel file must end in {suffix}'
+                         + (' (a raw kernel: it records its CFA pattern beside it)' if raw else ''))
+    if raw and (parsed.mixing or parsed.linear_light is not None):
+        raise UsageError(f"{raw}: the packed raw kernel is always channel-mixing and fitted on the "
                          f"file's linear values; leave out {'--mixing' if parsed.mixing else '--[no-]linear-light'}")
+    levels = {'--black-level': parsed.black_level, '--white-level': parsed.white_level}
+    given = [option for option, value in levels.items() if value is not None]
+    if given and not raw:
+        raise UsageError(f'{given[0]}: the levels of raw mosaics, with --cfa (or DNG files)')
+    if len(given) == 1:
+        raise UsageError(f"{given[0]}: give both --black-level and --white-level (the codes of no light and of "
+                         'saturation)')
+    if given and not 0 <= parsed.black_level < parsed.white_level <= 65535:
+        raise UsageError(f'--black-level {parsed.black_level} --white-level {parsed.white_level}: need 0 <= black '
+                         '< white <= 65535')
     names = list(zip(references, captures))
-    images = [read_image(path) for path in references], [read_image(path) for path in captures]
-    if parsed.cfa:
-        calibration = fit_raw_kernel(*images, parsed.cfa, parsed.size, parsed.register, names)
+    if raw:
+        read = [read_raw(path) for path in references], \
+            [read_raw(path, parsed.black_level, parsed.white_level) for path in captures]
+        images = tuple([image for image, _ in pairs] for pairs in read)
+        patterns = {path: cfa for path, (_, cfa) in zip(references + captures, read[0] + read[1]) if cfa}
+        cfa = parsed.cfa or next(iter(patterns.values()))
+        for path, pattern in patterns.items():
+            if pattern != cfa:
+                where = f'--cfa {cfa}' if parsed.cfa else f'{dngs[0]} is {cfa}'
+                raise UsageError(f'{path}: a {pattern} mosaic (its DNG CFA pattern); {where}: every mosaic of a fit '
+                                 'has one CFA pattern')
+        calibration = fit_raw_kernel(*images, cfa, parsed.size, parsed.register, names)
     else:
+        images = [read_image(path) for path in references], [read_image(path) for path in captures]
         calibration = fit_kernel(*images, parsed.size, parsed.mixing, parsed.linear_light is not False,
                                  parsed.register, names)
     os.makedirs(os.path.dirname(os.path.abspath(parsed.output)), exist_ok=True)
-    np.save(parsed.output, calibration.kernel)
+    save_kernel(parsed.output, calibration.kernel, calibration.pattern)
     print(describe_calibration(calibration, names))
-    where = f', with domain: raw and cfa: {parsed.cfa}' if parsed.cfa else ''
+    where = f', with domain: raw and cfa: {calibration.pattern}, which it records' if raw else ''
     print(f'wrote {parsed.output} (kernel: {parsed.output} or {{type: file, path: {parsed.output}}}{where})')
     if parsed.report:
         print(f"wrote {', '.join(write_report(calibration, names, parsed.report))}")
@@ -309,7 +333,7 @@ def build_parser():
 
     restore = commands.add_parser('restore', help='restore image files with a trained network', parents=[plugin])
     restore.add_argument('-i', '--input', required=True, help='an image (PNG, TIFF, JPEG; 8 or 16 bits) or a folder; '
-                         'raw networks: a 16-bit CFA mosaic (PNG, TIFF, .npy)')
+                         'raw networks: a 16-bit CFA mosaic (PNG, TIFF, .npy) or a DNG (pip install newbp-plugin[raw])')
     restore.add_argument('-o', '--output', required=True, help='output file (input is a file) or folder')
     restore.add_argument('--weights', required=True, help='the checkpoint, .pth')
     restore.add_argument('--arch', help='network options: a YAML file (its network_g) or inline YAML; default: '
@@ -338,8 +362,8 @@ def build_parser():
     calibrate = commands.add_parser('calibrate', help="fit the sensor's kernel K from pairs of a clean reference "
                                     'and its capture', parents=[debug])
     calibrate.add_argument('--reference', action='append', required=True, metavar='REF',
-                           help='a clean image of the scene (PNG, TIFF: 8 or 16 bits or float; .npy); repeat for '
-                           'several pairs')
+                           help='a clean image of the scene (PNG, TIFF: 8 or 16 bits or float; .npy; raw: also DNG); '
+                           'repeat for several pairs')
     calibrate.add_argument('--captured', action='append', required=True, metavar='CAP',
                            help='the same scene as the sensor captured it, one per --reference, in order')
     calibrate.add_argument('--size', type=int, default=5,
@@ -349,12 +373,17 @@ def build_parser():
     calibrate.add_argument('--cfa', choices=CFA_PATTERNS,
                            help='raw: the captures are single-channel mosaics of this CFA pattern (the references '
                            'too, or RGB images mosaicked on it); fits the packed (4, 4, k, k) kernel of domain: raw '
-                           'in the linear file values, registered by whole 2x2 cells')
+                           'in the linear file values, registered by whole 2x2 cells; default with DNG files: theirs')
+    calibrate.add_argument('--black-level', type=int, help='raw: the code of no light of the captures (integer '
+                           'mosaics), normalised as (code - black) / (white - black); a DNG brings its own')
+    calibrate.add_argument('--white-level', type=int, help='raw: the code of saturation of the captures (with '
+                           '--black-level); default without both: codes / 65535 (16 bits), as stored (floats)')
     calibrate.add_argument('--linear-light', action=argparse.BooleanOptionalAction,
                            help='the images are sRGB-encoded: fit K on linear light (default: yes; raw, --cfa: no)')
     calibrate.add_argument('--no-register', dest='register', action='store_false',
                            help='the pairs are pixel-aligned: skip the registration (keeps an asymmetric K as it is)')
-    calibrate.add_argument('-o', '--output', required=True, help='the kernel file to write, .npy')
+    calibrate.add_argument('-o', '--output', required=True,
+                           help='the kernel file to write, .npy (with --cfa: .npz, the kernel and its CFA pattern)')
     calibrate.add_argument('--report', metavar='DIR',
                            help='also write DIR/calibration.md, calibration.json and kernel.png')
     calibrate.set_defaults(handler=_calibrate, passthrough=False)

@@ -8,6 +8,7 @@ import skimage.data
 import torch
 
 from newbp_plugin.kernels import build_kernel
+from newbp_plugin.kernels.measured import recorded_pattern
 from newbp_plugin.sensor.calibration import fit_kernel, nonnegative_least_squares
 from newbp_plugin.sensor.layout import physical_kernel
 from newbp_plugin.sensor.noise import add_noise
@@ -246,10 +247,10 @@ def test_cli_cfa_writes_a_packed_kernel_the_raw_dataset_loads(tmp_path):
         cv2.imwrite(str(tmp_path / name), np.round(image[0] * 65535).astype(np.uint16))
     np.save(tmp_path / 'cap.npy', captured[0].astype(np.float32))
     result = run_basicsr(['calibrate', '--cfa', 'GRBG', '--reference', 'ref.png', '--captured', 'cap.npy', '--size',
-                          '3', '-o', 'raw_kernel.npy', '--report', 'report'], cwd=tmp_path,
+                          '3', '-o', 'raw_kernel.npz', '--report', 'report'], cwd=tmp_path,
                          env={'OMP_NUM_THREADS': '1'})
     assert result.returncode == 0, result.stderr
-    loaded = build_kernel(str(tmp_path / 'raw_kernel.npy'))
+    loaded = build_kernel(str(tmp_path / 'raw_kernel.npz'))
     assert loaded.shape == (4, 4, 3, 3) and np.abs(loaded - kernel).max() < 1e-3
     for text in (result.stdout, (tmp_path / 'report/calibration.md').read_text()):
         assert [line.split('|')[1].strip() for line in text.splitlines() if line.startswith('| G')] == ['Gr', 'Gb']
@@ -258,8 +259,43 @@ def test_cli_cfa_writes_a_packed_kernel_the_raw_dataset_loads(tmp_path):
     cv2.imwrite(str(tmp_path / 'scene.png'), (photo('chelsea', 50, 50, 64).transpose(1, 2, 0) * 255).astype(np.uint8))
     dataset = CrosstalkDataset({'name': 'raw', 'phase': 'train', 'dataroot_gt': str(tmp_path), 'meta_info_file': None,
                                 'io_backend': {'type': 'disk'}, 'domain': 'raw', 'cfa': 'GRBG', 'gt_size': 32,
-                                'kernel': str(tmp_path / 'raw_kernel.npy'), 'noise': {'type': 'none'}})
+                                'kernel': str(tmp_path / 'raw_kernel.npz'), 'noise': {'type': 'none'}})
     assert np.abs(dataset[0]['kernel'].numpy() - kernel).max() < 1e-3  # the packed kernel, as it is
+    assert recorded_pattern(tmp_path / 'raw_kernel.npz') == 'GRBG'
+
+
+@pytest.mark.parametrize('kernel', ['k.npz', {'type': 'file', 'path': 'k.npz'}, ['k.npz', {'type': 'gaussian'}]])
+def test_a_raw_kernel_file_on_another_cfa_is_an_error_naming_it(tmp_path, kernel):
+    from newbp_plugin.data.crosstalk_dataset import CrosstalkDataset
+    from newbp_plugin.kernels.measured import save_kernel
+    save_kernel(tmp_path / 'k.npz', build_kernel({'type': 'bayer_crosstalk', 'pattern': 'GRBG'}), 'GRBG')
+    cv2.imwrite(str(tmp_path / 'scene.png'), (photo('chelsea', 50, 50, 64).transpose(1, 2, 0) * 255).astype(np.uint8))
+    kernel = json.loads(json.dumps(kernel).replace('k.npz', str(tmp_path / 'k.npz')))
+    options = {'name': 'raw', 'phase': 'train', 'dataroot_gt': str(tmp_path), 'meta_info_file': None,
+               'io_backend': {'type': 'disk'}, 'domain': 'raw', 'gt_size': 32, 'kernel': kernel,
+               'noise': {'type': 'none'}}
+    CrosstalkDataset(dict(options, cfa='GRBG'))
+    with pytest.raises(ValueError, match=f"kernel file {tmp_path / 'k.npz'} was fitted on GRBG mosaics and is used on "
+                                         'RGGB ones'):
+        CrosstalkDataset(dict(options, cfa='RGGB'))
+    assert build_kernel(str(tmp_path / 'k.npz')).shape == (4, 4, 3, 3)  # without a pattern: as it is
+
+
+def test_kernel_files_record_a_cfa_in_npz_only(tmp_path):
+    from newbp_plugin.kernels.measured import save_kernel
+    from newbp_plugin.kernels.preview import kernel_pattern
+    kernel = build_kernel({'type': 'bayer_crosstalk', 'pattern': 'BGGR'})
+    save_kernel(tmp_path / 'k.npz', kernel, 'BGGR')
+    save_kernel(tmp_path / 'k.npy', kernel)
+    assert recorded_pattern(tmp_path / 'k.npz') == 'BGGR' and recorded_pattern(tmp_path / 'k.npy') is None
+    assert kernel_pattern(str(tmp_path / 'k.npz')) == 'BGGR'  # names the phases in basicsr kernels show
+    np.testing.assert_array_equal(build_kernel({'type': 'file', 'path': str(tmp_path / 'k.npy'), 'pattern': 'RGGB'}),
+                                  build_kernel(str(tmp_path / 'k.npz')))
+    with pytest.raises(ValueError, match='a .npy holds no CFA pattern; write a .npz'):
+        save_kernel(tmp_path / 'x.npy', kernel, 'BGGR')
+    np.savez(tmp_path / 'bad.npz', weights=kernel)
+    with pytest.raises(ValueError, match=r"bad.npz holds no array 'kernel' \(it has weights\)"):
+        build_kernel(str(tmp_path / 'bad.npz'))
 
 
 def test_cli_cfa_bad_inputs_are_one_line_errors(tmp_path):
@@ -269,14 +305,72 @@ def test_cli_cfa_bad_inputs_are_one_line_errors(tmp_path):
     cv2.imwrite(str(tmp_path / 'rgb.png'), np.zeros((128, 128, 3), np.uint16))
     pair = ['--cfa', 'RGGB', '--reference', 'ref.png', '--captured']
     cases = [
-        (pair + ['rgb.png', '-o', 'k.npy'], 'rgb.png: a raw capture is a single-channel mosaic'),
-        (['--cfa', 'RGGB', '--reference', 'odd.png', '--captured', 'odd.png', '-o', 'k.npy'],
+        (pair + ['rgb.png', '-o', 'k.npz'], 'rgb.png: a raw capture is a single-channel mosaic'),
+        (['--cfa', 'RGGB', '--reference', 'odd.png', '--captured', 'odd.png', '-o', 'k.npz'],
          'odd.png is 127x128 px; a mosaic holds whole 2x2 CFA cells'),
-        (pair + ['ref.png', '--mixing', '-o', 'k.npy'], '--cfa RGGB: the packed raw kernel is always channel-mixing'),
-        (pair + ['ref.png', '--cfa', 'RGBG', '-o', 'k.npy'], "argument --cfa: invalid choice: 'RGBG'"),
+        (pair + ['ref.png', '--mixing', '-o', 'k.npz'], '--cfa RGGB: the packed raw kernel is always channel-mixing'),
+        (pair + ['ref.png', '--cfa', 'RGBG', '-o', 'k.npz'], "argument --cfa: invalid choice: 'RGBG'"),
+        (pair + ['ref.png', '-o', 'k.npy'], '-o k.npy: the kernel file must end in .npz (a raw kernel: it records'),
+        (pair + ['ref.png', '--black-level', '64', '-o', 'k.npz'], '--black-level: give both --black-level and'),
+        (pair + ['ref.png', '--black-level', '4095', '--white-level', '4095', '-o', 'k.npz'],
+         '--black-level 4095 --white-level 4095: need 0 <= black < white <= 65535'),
+        (pair + ['ref.png', '--black-level', '0', '--white-level', '4095', '-o', 'k.npz'],
+         'ref.png: codes up to 65535, above --white-level 4095'),
+        (['--reference', 'ref.png', '--captured', 'ref.png', '--black-level', '0', '--white-level', '4095', '-o',
+          'k.npy'], '--black-level: the levels of raw mosaics, with --cfa (or DNG files)'),
     ]
     for args, message in cases:
         result = run_basicsr(['calibrate'] + args, cwd=tmp_path, env={'OMP_NUM_THREADS': '1'})
         assert result.returncode == 2, (args, result.stderr)
         assert message in result.stderr.strip().splitlines()[-1], result.stderr
-    assert not (tmp_path / 'k.npy').exists()
+    assert not (tmp_path / 'k.npy').exists() and not (tmp_path / 'k.npz').exists()
+
+
+def raw_codes(image, black, white):
+    """Linear light (1, H, W) -> whole (H, W) uint16 codes between ``black`` and ``white``, clipped there."""
+    from newbp_plugin.sensor.unprocess import to_raw_codes
+    return to_raw_codes(torch.as_tensor(image[0]), black, white, 16).numpy().astype(np.uint16)
+
+
+def test_cli_fits_a_dng_pair_with_the_cfa_and_levels_of_the_files(tmp_path):
+    pytest.importorskip('rawpy')
+    from newbp_plugin.sensor.dng import write_dng
+    reference, captured, kernel = raw_pair('GBRG')
+    write_dng(tmp_path / 'ref.dng', raw_codes(reference, 1024, 65535), 'GBRG', 1024, 65535)
+    write_dng(tmp_path / 'cap.dng', raw_codes(captured, 256, 16383), 'GBRG', 256, 16383)
+    result = run_basicsr(['calibrate', '--reference', 'ref.dng', '--captured', 'cap.dng', '--size', '3', '-o', 'k.npz',
+                          '--no-register', '--report', 'report'], cwd=tmp_path, env={'OMP_NUM_THREADS': '1'})
+    assert result.returncode == 0, result.stderr
+    assert 'with domain: raw and cfa: GBRG, which it records' in result.stdout
+    assert np.abs(build_kernel(str(tmp_path / 'k.npz')) - kernel).max() < 2e-3
+    assert recorded_pattern(tmp_path / 'k.npz') == 'GBRG'
+    report = json.loads((tmp_path / 'report/calibration.json').read_text())
+    # both files normalised by their own levels: the capture has the reference's exposure and no offset
+    np.testing.assert_allclose(report['gain'], 1, atol=2e-3)
+    np.testing.assert_allclose(report['offset'], 0, atol=2e-4)
+    for args, message in (
+            (['--cfa', 'RGGB'], 'ref.dng: a GBRG mosaic (its DNG CFA pattern); --cfa RGGB: every mosaic of a fit'),
+            (['--black-level', '0', '--white-level', '16383'], 'cap.dng: --black-level 0, but the DNG records 256')):
+        result = run_basicsr(['calibrate', '--reference', 'ref.dng', '--captured', 'cap.dng', '--size', '3', '-o',
+                              'k2.npz'] + args, cwd=tmp_path, env={'OMP_NUM_THREADS': '1'})
+        assert result.returncode == 2 and message in result.stderr.strip().splitlines()[-1], result.stderr
+    assert not (tmp_path / 'k2.npz').exists()
+
+
+def test_cli_levels_normalise_the_captures_and_find_their_clipping(tmp_path):
+    reference, captured, kernel = raw_pair('RGGB')
+    cv2.imwrite(str(tmp_path / 'ref.png'), np.round(reference[0] * 65535).astype(np.uint16))
+    cv2.imwrite(str(tmp_path / 'cap.png'), raw_codes(captured * 1.5, 256, 4095))  # highlights saturate at 4095
+    fits = {}
+    for name, levels in (('with', ['--black-level', '256', '--white-level', '4095']), ('without', [])):
+        result = run_basicsr(['calibrate', '--cfa', 'RGGB', '--reference', 'ref.png', '--captured', 'cap.png',
+                              '--size', '3', '--no-register', '-o', f'{name}.npz', '--report', name] + levels,
+                             cwd=tmp_path, env={'OMP_NUM_THREADS': '1'})
+        assert result.returncode == 0, result.stderr
+        fits[name] = build_kernel(str(tmp_path / f'{name}.npz')), json.loads((tmp_path / name / 'calibration.json')
+                                                                             .read_text())
+    fitted, report = fits['with']
+    assert np.abs(fitted - kernel).max() < 3e-3  # the saturated pixels are left out
+    np.testing.assert_allclose(report['gain'], 1.5, atol=5e-3)
+    np.testing.assert_allclose(report['offset'], 0, atol=1e-3)
+    assert np.abs(fits['without'][0] - kernel).max() > 1e-2  # codes / 65535: saturation is not seen as clipping

@@ -32,7 +32,9 @@ capture are mosaics (a reference may be an RGB image, mosaicked on the CFA patte
 their 4 phase planes (:func:`newbp_plugin.sensor.mosaic.pack`), and the same least squares fits the
 packed channel-mixing kernel (4, 4, k, k) in the file's (linear) values, each output phase summing to 1.
 Registration moves the reference by whole packed pixels only (2x2 CFA cells): a shift by part of a
-cell would move colours onto other phases.
+cell would move colours onto other phases. :func:`read_raw` reads its files: a DNG normalised by its own
+black and white levels (and its CFA pattern), other mosaics by levels given, ``(code - black) / (white - black)``,
+so that 0 and 1 are no light and saturation, which the fit leaves out as clipped.
 """
 import json
 import math
@@ -47,9 +49,11 @@ import torch.nn.functional as F
 from newbp_plugin.kernels import render_kernel_png
 from newbp_plugin.kernels.preview import channel_names, format_kernel
 from newbp_plugin.sensor.clipping import unclipped_windows
+from newbp_plugin.sensor.dng import DNG_SUFFIX, read_dng
 from newbp_plugin.sensor.layout import physical_kernel
 from newbp_plugin.sensor.mosaic import mosaic, pack
 from newbp_plugin.sensor.optics import SensorOptics
+from newbp_plugin.sensor.unprocess import from_raw_codes
 
 REGISTRATION_PAD = 16  # reflected pixels around the reference before its Fourier shift
 REGISTRATION_BAND = 0.25  # frequencies [cycles/px] whose phase gives the sub-pixel shift
@@ -95,6 +99,20 @@ def read_image(path):
     Raises:
         ValueError: the file is missing, undecodable or of another pixel type; the message names it.
     """
+    image = _load(path)
+    if image.dtype in (np.uint8, np.uint16):
+        image = image.astype(np.float64) / np.iinfo(image.dtype).max
+    elif image.dtype in (np.float32, np.float64):
+        image = image.astype(np.float64)
+    else:
+        raise ValueError(f'{path}: {image.dtype} pixels; expected 8- or 16-bit integers or floats')
+    if image.ndim == 2:
+        return image[None]
+    return np.ascontiguousarray(image[..., :3][..., ::-1].transpose(2, 0, 1))
+
+
+def _load(path):
+    """The pixels of an image file as stored, as OpenCV holds them (BGR); see :func:`read_image`."""
     if not os.path.isfile(path):
         raise ValueError(f'{path}: no such file')
     if str(path).lower().endswith('.npy'):
@@ -106,15 +124,42 @@ def read_image(path):
         image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if image is None:
         raise ValueError(f'{path}: cannot read it as an image (PNG, TIFF, JPEG, .npy)')
-    if image.dtype in (np.uint8, np.uint16):
-        image = image.astype(np.float64) / np.iinfo(image.dtype).max
-    elif image.dtype in (np.float32, np.float64):
-        image = image.astype(np.float64)
-    else:
-        raise ValueError(f'{path}: {image.dtype} pixels; expected 8- or 16-bit integers or floats')
-    if image.ndim == 2:
-        return image[None]
-    return np.ascontiguousarray(image[..., :3][..., ::-1].transpose(2, 0, 1))
+    return image
+
+
+def read_raw(path, black_level=None, white_level=None):
+    """A raw file of :func:`fit_raw_kernel` as ``((C, H, W) float64, CFA pattern or None)``.
+
+    A DNG (:func:`newbp_plugin.sensor.dng.read_dng`) is its mosaic normalised by its own levels,
+    ``(code - black) / (white - black)``, and its CFA pattern. Another file with ``black_level`` and ``white_level``
+    given: its integer codes (a single-channel 8- or 16-bit PNG, TIFF or ``.npy``) normalised by them; without
+    levels: :func:`read_image` (integers scaled to [0, 1], floats as stored), pattern None.
+
+    Raises:
+        ValueError: the file does not fit the levels (floats, codes above the white level, levels beyond its
+            integers), or a DNG records other levels than the ones given; the message names the file.
+    """
+    if str(path).lower().endswith(DNG_SUFFIX):
+        mosaic = read_dng(path)
+        for option, given, recorded in (('--black-level', black_level, mosaic.black_level),
+                                        ('--white-level', white_level, mosaic.white_level)):
+            if given is not None and given != recorded:
+                raise ValueError(f'{path}: {option} {given}, but the DNG records {recorded}; a DNG brings its own '
+                                 'levels')
+        return from_raw_codes(mosaic.codes[None].astype(np.float64), mosaic.black_level, mosaic.white_level), \
+            mosaic.cfa
+    if black_level is None and white_level is None:
+        return read_image(path), None
+    codes = _load(path)
+    if codes.dtype not in (np.uint8, np.uint16) or codes.ndim != 2:
+        raise ValueError(f'{path}: {codes.dtype} pixels of shape {codes.shape}; --black-level and --white-level '
+                         'normalise the integer codes of a single-channel mosaic (8 or 16 bits)')
+    if white_level > np.iinfo(codes.dtype).max:
+        raise ValueError(f'{path}: --white-level {white_level} above its {codes.dtype} codes '
+                         f'(at most {np.iinfo(codes.dtype).max})')
+    if codes.max() > white_level:
+        raise ValueError(f'{path}: codes up to {codes.max()}, above --white-level {white_level}')
+    return from_raw_codes(codes[None].astype(np.float64), black_level, white_level), None
 
 
 def nonnegative_least_squares(gram, rhs, max_iterations=None):

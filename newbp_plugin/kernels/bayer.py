@@ -267,8 +267,9 @@ def on_cfa(spec, cfa):
         if kernel_type == RANDOM_TYPE and isinstance(value.get('choices'), list):
             value['choices'] = [walk(as_spec(choice)) if isinstance(choice, (str, os.PathLike, list)) else choice
                                 for choice in value['choices']]
-        if kernel_type in KERNEL_REGISTRY and 'pattern' in inspect.signature(KERNEL_REGISTRY.get(kernel_type)).parameters \
-                and value.setdefault('pattern', cfa) != cfa:
+        takes_pattern = kernel_type in KERNEL_REGISTRY and \
+            'pattern' in inspect.signature(KERNEL_REGISTRY.get(kernel_type)).parameters
+        if takes_pattern and value.setdefault('pattern', cfa) != cfa:
             raise ValueError(f"a {kernel_type} kernel with pattern {value['pattern']!r} on the cfa {cfa!r}; "
                              'leave its pattern unset (the dataset gives cfa) or set the same')
         return value

@@ -37,6 +37,24 @@ def test_with_a_silent_prior_one_stage_is_the_data_step_in_linear_light():
         assert not torch.allclose(net(x), expected)  # without the batch's noise: the defaults, another α
 
 
+def test_with_a_silent_prior_the_wiener_start_is_classical_wiener():
+    """start: wiener: the first stage is Wiener deconvolution (Laplacian prior, β = α_1) in linear light."""
+    from newbp_plugin.benchmark.classical import wiener
+    torch.manual_seed(0)
+    net = silent_prior(KernelAwareNAFNet(**TINY, kernel=CMOS, start='wiener')).double()
+    x = smooth_image(2, 3, 20, 18)
+    noise = {'gain': torch.tensor([[0.002] * 3, [0.01] * 3]), 'read_sigma': torch.full((2, 3), 0.003)}
+    light = srgb_to_linear(x)
+    variance = (noise['gain'].double()[..., None, None] * light + 0.003**2).mean(1, keepdim=True)
+    beta = variance.mean((-2, -1), keepdim=True) / 0.05**2
+    pad = max(net.kernel.shape[-2:])  # the data step's reflect padding
+    expected = linear_to_srgb(wiener(light, net.kernel, balance=beta, pad=pad))
+    with torch.no_grad():
+        torch.testing.assert_close(net(x, noise=noise), expected)
+        observation_start = silent_prior(KernelAwareNAFNet(**TINY, kernel=CMOS)).double()
+        assert (net(x, noise=noise) - observation_start(x, noise=noise)).abs().max() > 1e-3
+
+
 def test_the_stages_recover_a_blurred_image_better_than_one():
     from tests.reference import scipy_crosstalk
     from newbp_plugin.kernels import build_kernel
@@ -97,6 +115,7 @@ def test_a_zoo_body_keeps_its_function_before_training(tmp_path):
     (dict(gain=0, read_sigma=0), 'a noise'),
     (dict(kernel={'type': 'crosstalk', 'left': {'uniform': [0, 0.1]}}), 'random'),
     (dict(alpha='learned'), 'alpha must be one of per_stage, hyper'),
+    (dict(start='x'), "start must be one of observation, wiener, got 'x'"),
 ])
 def test_bad_options_are_named(options, message):
     with pytest.raises(ValueError, match=message):

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from newbp_plugin.ops.data_step import data_step
+from newbp_plugin.ops.data_step import LAPLACIAN, data_step
 
 from tests.reference import scipy_crosstalk
 
@@ -19,9 +19,10 @@ def dense_operator(kernel, channels, height, width):
     return np.stack(columns, axis=1)
 
 
+@pytest.mark.parametrize('regulariser', ['identity', 'laplacian'])
 @pytest.mark.parametrize('layout', ['per_sample', 'per_sample_mixing'])
-def test_the_data_step_is_the_minimiser(layout):
-    # z* solves (AᵀA + αI) z = Aᵀx + α x0 on the periodic grid: a dense float64 solve, sample by sample
+def test_the_data_step_is_the_minimiser(layout, regulariser):
+    # z* solves (AᵀA + αRᵀR) z = Aᵀx + αRᵀR x0 on the periodic grid: a dense float64 solve, sample by sample
     rng = np.random.default_rng(0)
     batch, channels, height, width = 2, 3, 6, 5
     shape = (batch, channels, channels, 3, 3) if layout == 'per_sample_mixing' else (batch, channels, 3, 3)
@@ -29,12 +30,28 @@ def test_the_data_step_is_the_minimiser(layout):
         (batch, channels, height, width))
     alpha = np.array([0.05, 0.3]).reshape(2, 1, 1, 1)
     z = data_step(torch.tensor(x), torch.tensor(kernel), torch.tensor(alpha), torch.tensor(x0), padding=0,
-                  padding_mode='circular').numpy()
+                  padding_mode='circular', regulariser=regulariser).numpy()
+    r = (dense_operator(np.array(LAPLACIAN), channels, height, width) if regulariser == 'laplacian'
+         else np.eye(channels * height * width))
     for b in range(batch):
         a = dense_operator(kernel[b:b + 1], channels, height, width)
-        rhs = a.T @ x[b].reshape(-1) + alpha[b, 0, 0, 0] * x0[b].reshape(-1)
-        expected = np.linalg.solve(a.T @ a + alpha[b, 0, 0, 0] * np.eye(len(rhs)), rhs)
+        penalty = alpha[b, 0, 0, 0] * r.T @ r
+        rhs = a.T @ x[b].reshape(-1) + penalty @ x0[b].reshape(-1)
+        expected = np.linalg.solve(a.T @ a + penalty, rhs)
         np.testing.assert_allclose(z[b].reshape(-1), expected, atol=1e-10)
+
+
+@pytest.mark.parametrize('mixing', [False, True])
+def test_the_laplacian_data_step_from_zero_is_wiener(mixing):
+    from newbp_plugin.benchmark.classical import wiener
+    rng = np.random.default_rng(3)
+    shape = (1, 3, 3, 5, 5) if mixing else (1, 3, 5, 5)
+    kernel = torch.tensor(rng.random(shape))
+    kernel = kernel / kernel.sum((-3, -2, -1) if mixing else (-2, -1), keepdim=True)
+    x = torch.tensor(rng.random((1, 3, 16, 12)))
+    z = data_step(x, kernel, 0.02, torch.zeros_like(x), padding=0, padding_mode='circular', regulariser='laplacian')
+    expected = wiener(x, kernel, balance=0.02, boundary='circular')
+    np.testing.assert_allclose(z.numpy(), expected.numpy(), atol=1e-12)
 
 
 @pytest.mark.parametrize('mixing', [False, True])
@@ -72,6 +89,8 @@ def test_gradients_are_those_of_the_minimiser():
     kernel = torch.rand(1, 2, 2, 3, 3, dtype=torch.float64, generator=rng, requires_grad=True)
     alpha = torch.tensor([[[[0.2]], [[0.4]]]], dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(lambda x, k, a: data_step(x, k, a, padding=2), (x, kernel, alpha))
+    assert torch.autograd.gradcheck(lambda x, k, a: data_step(x, k[:, 0], a, padding=2, regulariser='laplacian'),
+                                    (x, kernel, alpha))
 
 
 @pytest.mark.parametrize('kwargs, message', [
@@ -81,6 +100,7 @@ def test_gradients_are_those_of_the_minimiser():
     (dict(alpha=0.0), 'alpha must be > 0'),
     (dict(padding_mode='constant'), "padding_mode 'constant' is not one of"),
     (dict(x0=torch.zeros(1, 3, 4, 4)), r'x0 \(1, 3, 4, 4\) must have the shape of x'),
+    (dict(regulariser='tv'), "regulariser must be one of identity, laplacian, got 'tv'"),
 ])
 def test_bad_arguments_are_named(kwargs, message):
     arguments = dict(x=torch.rand(1, 3, 8, 8), kernel=torch.ones(3, 3) / 9, alpha=0.1)

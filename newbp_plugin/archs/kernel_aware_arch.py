@@ -8,10 +8,14 @@ degraded (x the observation, y_0 = x)::
     α_t = σ̄² / τ_t²                                            σ̄²: the sample's mean noise variance
     y_t = linear(srgb(z_t) + R_t(srgb(z_t), σ))                 NAFNet prior, noise map σ at its intro
 
-and Ŷ = srgb(y_N). τ_t (the spread the prior allows around the previous estimate) is learned per
-stage (``alpha: per_stage``), or given per sample by a small hyper-network of log σ̄ as USRNet's
-(``alpha: hyper``); σ² = gain · signal + read_sigma² is the Poisson–Gaussian variance per pixel,
-from the noise parameters drawn for each sample (NewBPModel hands them over) or the network's defaults.
+and Ŷ = srgb(y_N). With ``start: wiener`` the first data step is Wiener deconvolution instead,
+``z_1 = argmin_z ||x - K z||² + α_1 ||L z||²`` (L the Laplacian: the smooth-image prior of the
+classical baseline; ``ops.data_step`` with ``regulariser='laplacian'`` and ``x0 = 0``), so that the
+prior refines the classical oracle rather than a partial inverse pulled towards x. τ_t (the spread
+the prior allows around the previous estimate) is learned per stage (``alpha: per_stage``), or given
+per sample by a small hyper-network of log σ̄ as USRNet's (``alpha: hyper``); σ² = gain · signal +
+read_sigma² is the Poisson–Gaussian variance per pixel, from the noise parameters drawn for each
+sample (NewBPModel hands them over) or the network's defaults.
 """
 import math
 
@@ -29,6 +33,7 @@ from newbp_plugin.sensor.optics import SensorOptics
 
 
 ALPHA_SOURCES = ('per_stage', 'hyper')
+STARTS = ('observation', 'wiener')  # what the first data step pulls towards
 HYPER_WIDTH = 32  # hidden units of the hyper-network of τ_t
 
 
@@ -47,6 +52,8 @@ class KernelAwareNAFNet(nn.Module):
         alpha (str): where τ_t comes from: ``per_stage`` (one learned value per stage) or ``hyper``
             (an MLP of log σ̄, one τ_t per sample and stage; it starts at ``init_tau``). Default: per_stage.
         init_tau (float): τ_t at initialisation (linear-light units). Default: 0.05.
+        start (str): the first data step: ``observation`` (pulled towards x, as later stages towards the
+            estimate) or ``wiener`` (Wiener deconvolution, β = α_1). Default: observation.
         gain (float): the noise's gain when none is given per call (signal per photo-electron).
             Default: 0.002 (the front door's sensor).
         read_sigma (float): the read noise when none is given per call. Default: 0.003.
@@ -61,7 +68,7 @@ class KernelAwareNAFNet(nn.Module):
 
     def __init__(self, img_channel=3, width=16, middle_blk_num=1, enc_blk_nums=(), dec_blk_nums=(), stages=1,
                  shared_prior=True, kernel=None, linear_light=True, alpha='per_stage', init_tau=0.05, gain=0.002,
-                 read_sigma=0.003, pretrain_body=None, pretrain_body_key='params'):
+                 read_sigma=0.003, pretrain_body=None, pretrain_body_key='params', start='observation'):
         super().__init__()
         if isinstance(stages, bool) or not isinstance(stages, int) or stages < 1:
             raise ValueError(f'KernelAwareNAFNet: stages must be an integer >= 1, got {stages!r}')
@@ -70,7 +77,9 @@ class KernelAwareNAFNet(nn.Module):
                              f'got init_tau={init_tau!r}, gain={gain!r}, read_sigma={read_sigma!r}')
         if alpha not in ALPHA_SOURCES:
             raise ValueError(f"KernelAwareNAFNet: alpha must be one of {', '.join(ALPHA_SOURCES)}, got {alpha!r}")
-        self.stages = stages
+        if start not in STARTS:
+            raise ValueError(f"KernelAwareNAFNet: start must be one of {', '.join(STARTS)}, got {start!r}")
+        self.stages, self.start = stages, start
         self.optics = SensorOptics(bool(linear_light))
         priors = 1 if shared_prior else stages
         self.priors = nn.ModuleList(NAFNet(img_channel, width, middle_blk_num, enc_blk_nums, dec_blk_nums)
@@ -120,7 +129,11 @@ class KernelAwareNAFNet(nn.Module):
         estimate = observed
         for stage in range(self.stages):
             alpha = mean_variance / (2 * log_tau[:, stage, None, None, None]).exp()
-            z = self.optics.to_encoded(data_step(observed, kernel, alpha, x0=estimate))
+            if stage == 0 and self.start == 'wiener':
+                light = data_step(observed, kernel, alpha, x0=torch.zeros_like(observed), regulariser='laplacian')
+            else:
+                light = data_step(observed, kernel, alpha, x0=estimate)
+            z = self.optics.to_encoded(light)
             prior = self.priors[stage % len(self.priors)]
             embedding = self.noise_embeddings[stage % len(self.priors)]
             condition = nn.functional.pad(sigma, (0, -z.shape[-1] % prior.size_multiple,

@@ -30,6 +30,7 @@ import torch.nn.functional as F
 
 from newbp_plugin.kernels.bayer import packed_to_phase_kernels, rgb_equivalent_kernel
 from newbp_plugin.ops import converse2d, crosstalk, psf2otf
+from newbp_plugin.ops.data_step import LAPLACIAN  # Wiener's prior: L * Y is white
 from newbp_plugin.ops.regularised_solve import regularised_solve
 from newbp_plugin.sensor import is_channel_mixing
 from newbp_plugin.sensor.mosaic import demosaic, mosaic, pack, phase_channels, unpack
@@ -37,7 +38,6 @@ from newbp_plugin.sensor.optics import SensorOptics
 
 BOUNDARIES = ('reflect', 'circular')
 PAD_PER_KERNEL_SIDE = 4  # default reflect padding [px] = this x the kernel's larger side
-LAPLACIAN = ((0., -1., 0.), (-1., 4., -1.), (0., -1., 0.))  # Wiener's prior: L * Y is white
 
 
 def prior_power(observed, noise_var, psf):

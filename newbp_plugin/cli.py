@@ -227,17 +227,14 @@ def _restore(parsed, rest):
 
 
 def _calibrate(parsed, rest):
-    from newbp_plugin.kernels.measured import save_kernel
-    from newbp_plugin.sensor.calibration import (describe_calibration, fit_kernel, fit_raw_kernel, read_image,
-                                                 read_raw, write_report)
+    from newbp_plugin.sensor.calibration import calibrate_files, describe_calibration, raw_source, write_report
     references, captures = parsed.reference or [], parsed.captured or []
     if len(references) != len(captures):
         raise UsageError(f'give one --captured per --reference (pairs in order), got {len(references)} --reference '
                          f'and {len(captures)} --captured')
     if parsed.size < 1 or parsed.size % 2 == 0:
         raise UsageError(f'--size {parsed.size}: the kernel side must be odd and >= 1 (it has a centre pixel)')
-    dngs = [path for path in references + captures if path.lower().endswith('.dng')]
-    raw = f'--cfa {parsed.cfa}' if parsed.cfa else (f'{dngs[0]} (a DNG)' if dngs else None)
+    raw = raw_source(references + captures, parsed.cfa)
     suffix = '.npz' if raw else '.npy'  # a raw kernel records its CFA pattern beside it
     if not parsed.output.endswith(suffix):
         raise UsageError(f'-o {parsed.output}: the kernel file must end in {suffix}'
@@ -255,25 +252,9 @@ def _calibrate(parsed, rest):
     if given and not 0 <= parsed.black_level < parsed.white_level <= 65535:
         raise UsageError(f'--black-level {parsed.black_level} --white-level {parsed.white_level}: need 0 <= black '
                          '< white <= 65535')
-    names = list(zip(references, captures))
-    if raw:
-        read = [read_raw(path) for path in references], \
-            [read_raw(path, parsed.black_level, parsed.white_level) for path in captures]
-        images = tuple([image for image, _ in pairs] for pairs in read)
-        patterns = {path: cfa for path, (_, cfa) in zip(references + captures, read[0] + read[1]) if cfa}
-        cfa = parsed.cfa or next(iter(patterns.values()))
-        for path, pattern in patterns.items():
-            if pattern != cfa:
-                where = f'--cfa {cfa}' if parsed.cfa else f'{dngs[0]} is {cfa}'
-                raise UsageError(f'{path}: a {pattern} mosaic (its DNG CFA pattern); {where}: every mosaic of a fit '
-                                 'has one CFA pattern')
-        calibration = fit_raw_kernel(*images, cfa, parsed.size, parsed.register, names)
-    else:
-        images = [read_image(path) for path in references], [read_image(path) for path in captures]
-        calibration = fit_kernel(*images, parsed.size, parsed.mixing, parsed.linear_light is not False,
-                                 parsed.register, names)
-    os.makedirs(os.path.dirname(os.path.abspath(parsed.output)), exist_ok=True)
-    save_kernel(parsed.output, calibration.kernel, calibration.pattern)
+    calibration, names = calibrate_files(references, captures, parsed.output, parsed.size, parsed.mixing,
+                                         parsed.linear_light is not False, parsed.register, parsed.cfa,
+                                         parsed.black_level, parsed.white_level)
     print(describe_calibration(calibration, names))
     where = f', with domain: raw and cfa: {calibration.pattern}, which it records' if raw else ''
     print(f'wrote {parsed.output} (kernel: {parsed.output} or {{type: file, path: {parsed.output}}}{where})')

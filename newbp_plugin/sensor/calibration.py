@@ -35,6 +35,9 @@ Registration moves the reference by whole packed pixels only (2x2 CFA cells): a 
 cell would move colours onto other phases. :func:`read_raw` reads its files: a DNG normalised by its own
 black and white levels (and its CFA pattern), other mosaics by levels given, ``(code - black) / (white - black)``,
 so that 0 and 1 are no light and saturation, which the fit leaves out as clipped.
+
+Files (``basicsr calibrate``): :func:`calibrate_files` reads the pairs, fits (raw with a CFA pattern or DNG
+files, :func:`raw_source`) and writes the kernel file.
 """
 import json
 import math
@@ -47,6 +50,7 @@ import torch
 import torch.nn.functional as F
 
 from newbp_plugin.kernels import render_kernel_png
+from newbp_plugin.kernels.measured import save_kernel
 from newbp_plugin.kernels.preview import channel_names, format_kernel
 from newbp_plugin.sensor.clipping import unclipped_windows
 from newbp_plugin.sensor.dng import DNG_SUFFIX, read_dng
@@ -437,6 +441,62 @@ def fit_raw_kernel(references, captures, pattern, size=3, register=True, names=N
                              register=register, names=names, subpixel=False)
     calibration.pattern = pattern
     return calibration
+
+
+def _first_dng(paths):
+    """The first DNG file of ``paths``, or None."""
+    return next((path for path in paths if str(path).lower().endswith(DNG_SUFFIX)), None)
+
+
+def raw_source(paths, cfa=None):
+    """What makes a calibration of ``paths`` raw, for messages: ``'--cfa P'``, ``'X.dng (a DNG)'`` (the first
+    DNG of ``paths``), or None (an RGB fit)."""
+    dng = _first_dng(paths)
+    return f'--cfa {cfa}' if cfa else (f'{dng} (a DNG)' if dng else None)
+
+
+def calibrate_files(references, captures, output, size=5, mixing=False, linear_light=True, register=True, cfa=None,
+                    black_level=None, white_level=None):
+    """Fit K from pairs of image files and write it to ``output`` (``basicsr calibrate``).
+
+    Raw (:func:`raw_source`: ``cfa`` given or DNG files): every file read by :func:`read_raw`, the captures with
+    ``black_level`` and ``white_level``, and fitted by :func:`fit_raw_kernel` on ``cfa``, else the DNGs' pattern;
+    ``mixing`` and ``linear_light`` do not apply. Otherwise :func:`read_image` and :func:`fit_kernel`. The kernel is
+    written by :func:`~newbp_plugin.kernels.measured.save_kernel` (a raw one with its CFA pattern, ``.npz``).
+
+    Args:
+        references, captures (list[str]): the files of the pairs, in order.
+        output (str): the kernel file, ``.npy`` (``.npz`` raw); its folder is created.
+        size, mixing, linear_light, register: see :func:`fit_kernel` (raw: :func:`fit_raw_kernel`).
+        cfa (str | None): raw: the mosaics' CFA pattern; None: the DNGs' (an RGB fit without DNG files).
+        black_level, white_level (int | None): raw: the codes of no light and saturation of the captures.
+
+    Returns:
+        tuple[Calibration, list[tuple[str, str]]]: the fit, and the (reference, capture) names of its pairs.
+
+    Raises:
+        ValueError: a file that cannot be read or fitted, or mosaics of more than one CFA pattern; the message
+            names the file.
+    """
+    names = list(zip(references, captures))
+    if raw_source(references + captures, cfa):
+        read = [read_raw(path) for path in references], \
+            [read_raw(path, black_level, white_level) for path in captures]
+        images = tuple([image for image, _ in pairs] for pairs in read)
+        patterns = {path: found for path, (_, found) in zip(references + captures, read[0] + read[1]) if found}
+        pattern = cfa or next(iter(patterns.values()))
+        for path, found in patterns.items():
+            if found != pattern:
+                where = f'--cfa {cfa}' if cfa else f'{_first_dng(references + captures)} is {pattern}'
+                raise ValueError(f'{path}: a {found} mosaic (its DNG CFA pattern); {where}: every mosaic of a fit '
+                                 'has one CFA pattern')
+        calibration = fit_raw_kernel(*images, pattern, size, register, names)
+    else:
+        images = [read_image(path) for path in references], [read_image(path) for path in captures]
+        calibration = fit_kernel(*images, size, mixing, linear_light, register, names)
+    os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
+    save_kernel(output, calibration.kernel, calibration.pattern)
+    return calibration, names
 
 
 def kernel_summary(kernel):

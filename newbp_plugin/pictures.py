@@ -7,6 +7,8 @@ import math
 import cv2
 import numpy as np
 
+from newbp_plugin.sensor.mosaic import unpack
+
 FONT, FONT_SCALE = cv2.FONT_HERSHEY_SIMPLEX, 0.35
 LABEL_HEIGHT = 14  # one line of text
 GAP = 4  # between panels
@@ -14,6 +16,7 @@ BACKGROUND, TEXT_COLOUR = 40, (255, 255, 255)  # dark grey canvas, white text
 BAR_WIDTH = 10  # the colour strip of a colour bar
 MIN_PANEL_SIDE = 64  # smaller maps are enlarged (nearest) so that their colour bar can carry labels
 S_KINDS = ('image', 'residual')
+PACKED_RAW_CHANNELS = 4  # an S of this many channels is the packed Bayer planes of a raw network
 
 
 def _diverging_lut():
@@ -125,21 +128,24 @@ def s_kind(net):
 
 
 def s_to_image(s, kind='image'):
-    """Viewable picture of a network's S (C, H, W), C in {1, 3}, with titles and colour bars.
+    """Viewable picture of a network's S (C, H, W), C in {1, 3, 4}, with titles and colour bars.
 
     - ``kind='residual'`` (S = R of ``Ŷ = X + K * R``, signed): the mean over channels in a
       diverging map centred on 0 (blue < 0, white = 0, red > 0), its colour bar at ± max |R|;
     - ``kind='image'`` (a pre-compensated image): S clipped to [0, 1] as an image, and beside it
       what lies outside [0, 1] (mean over channels), blue below 0 and red above 1, with a colour bar.
 
+    A 4-channel S (a raw network's packed Bayer planes, (4, h, w)) is drawn as its CFA mosaic, (1, 2h, 2w)
+    grey (:func:`~newbp_plugin.sensor.mosaic.unpack`): each value at its photodiode, where K acts.
     Maps smaller than MIN_PANEL_SIDE are enlarged by an integer factor (nearest).
     """
     if kind not in S_KINDS:
         raise ValueError(f"kind must be one of {', '.join(S_KINDS)}, got {kind!r}")
-    s = s.detach().float().cpu().numpy()
+    s = s.detach().float().cpu()
+    channels = {3: 'mean of RGB', PACKED_RAW_CHANNELS: 'CFA mosaic'}.get(s.shape[0], 'grey')
+    s = (unpack(s[None])[0] if s.shape[0] == PACKED_RAW_CHANNELS else s).numpy()
     zoom = math.ceil(MIN_PANEL_SIDE / min(s.shape[1:]))
     s = enlarge(s.transpose(1, 2, 0), zoom)  # (H, W, C)
-    channels = 'mean of RGB' if s.shape[2] == 3 else 'grey'
     low, high = float(s.min()), float(s.max())
     if kind == 'residual':
         mean = s.mean(2)

@@ -59,6 +59,23 @@ def test_image_s_shows_the_image_and_what_lies_outside_with_a_colour_bar():
     assert is_red(outside[0, 8 * zoom + GAP]) and is_blue(outside[-1, 8 * zoom + GAP])
 
 
+@pytest.mark.parametrize('kind', ['image', 'residual'])
+def test_raw_s_of_packed_planes_is_drawn_as_its_grey_mosaic(kind):
+    """A raw network's S, (4, h, w) packed Bayer planes, is drawn as its (1, 2h, 2w) CFA mosaic, each phase's value
+    at its photodiode: the picture's maps are those of the unpacked S."""
+    from newbp_plugin.sensor.mosaic import unpack
+    phases = torch.tensor([0.1, 0.4, 0.6, 0.9]) - (0.5 if kind == 'residual' else 0.0)
+    s = phases[:, None, None].expand(4, 8, 8).clone()
+    picture, mosaic_picture = s_to_image(s, kind), s_to_image(unpack(s[None])[0], kind)
+    zoom = MIN_PANEL_SIDE // 16  # the mosaic is 16x16 px
+    body, mosaic_body = picture[3 * LABEL_HEIGHT:], mosaic_picture[3 * LABEL_HEIGHT:]
+    assert body.shape[0] == 16 * zoom
+    np.testing.assert_array_equal(body[:, :16 * zoom], mosaic_body[:, :16 * zoom])
+    if kind == 'image':  # grey, the phases of a 2x2 cell in raster order
+        cell = body[:2 * zoom:zoom, :2 * zoom:zoom].reshape(4, 3)
+        np.testing.assert_array_equal(cell, np.round(255 * phases.numpy())[:, None].repeat(3, 1))
+
+
 def test_the_kind_of_s_comes_from_the_network():
     residual = build_network({'type': 'NewBPNAFNet', 'width': 8, 'enc_blk_nums': [1], 'dec_blk_nums': [1],
                               'output': 'residual', 'skip': 'none', 'kernel': {'type': 'crosstalk'}})

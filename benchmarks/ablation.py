@@ -28,7 +28,10 @@ RECIPE = osp.join(ROOT, 'options', 'newbp_nafnet.yml')
 BODY_KEYS = ('img_channel', 'width', 'middle_blk_num', 'enc_blk_nums', 'dec_blk_nums')
 NEWBP = 'NewBPNAFNet'
 KERNEL_AWARE = 'KernelAwareNAFNet'
-UNIVERSAL = 'experiments/pretrained_models/KernelAwareNAFNet-universal.pth'
+UNIVERSAL = 'experiments/pretrained_models/KernelAwareNAFNet-universal.pth'  # 2 stages, one prior
+# the first universal model (not shipped): basicsr train -opt options/train/KernelAwareNAFNet-universal.yml
+#     --force_yml name=KernelAwareNAFNet-universal-1stage network_g:stages=1
+UNIVERSAL_1_STAGE = 'experiments/KernelAwareNAFNet-universal-1stage/models/net_g_latest.pth'
 # the NewBP head as a physics-consistency term: K * Ŷ must explain X within each sample's noise (RedegradationLoss)
 NEWBP_CONSISTENCY = {'redegradation_opt': {'type': 'RedegradationLoss', 'loss_weight': 0.01, 'margin': 1.0,
                                            'sigma': 'noise'}}
@@ -49,12 +52,15 @@ VARIANTS = {
     'kernel_aware_1': ('KernelAwareNAFNet, 1 stage (data step with K, then the prior)',
                        {'type': KERNEL_AWARE, 'stages': 1}, None),
     'kernel_aware_3': ('KernelAwareNAFNet, 3 stages, shared prior', {'type': KERNEL_AWARE, 'stages': 3}, None),
-    'kernel_aware_1_finetune': ('KernelAwareNAFNet, 1 stage, fine-tuned from the shipped universal model '
-                                '(the front door)', {'type': KERNEL_AWARE, 'stages': 1, 'alpha': 'hyper'}, UNIVERSAL),
-    'kernel_aware_1_finetune_newbp': ('the front door + the NewBP head as a consistency term (RedegradationLoss, '
+    'kernel_aware_1_finetune': ('KernelAwareNAFNet, 1 stage, fine-tuned from the 1-stage universal model '
+                                '(the front door of session 5)', {'type': KERNEL_AWARE, 'stages': 1, 'alpha': 'hyper'},
+                                UNIVERSAL_1_STAGE),
+    'kernel_aware_1_finetune_newbp': ('the same + the NewBP head as a consistency term (RedegradationLoss, '
                                       'sigma: noise, margin 1, weight 0.01)',
-                                      {'type': KERNEL_AWARE, 'stages': 1, 'alpha': 'hyper'}, UNIVERSAL,
+                                      {'type': KERNEL_AWARE, 'stages': 1, 'alpha': 'hyper'}, UNIVERSAL_1_STAGE,
                                       NEWBP_CONSISTENCY),
+    'kernel_aware_2_finetune': ('KernelAwareNAFNet, 2 stages, fine-tuned from the shipped universal model '
+                                '(the front door)', {'type': KERNEL_AWARE, 'stages': 2, 'alpha': 'hyper'}, UNIVERSAL),
     'nafnet_finetune': ('NAFNet, fine-tuned from NAFNet-universal (options/train/NAFNet-universal.yml, trained first)',
                         {'type': 'NAFNet'}, 'experiments/NAFNet-universal/models/net_g_latest.pth'),
 }

@@ -31,6 +31,8 @@ VARIANTS = {  # name -> (builder of width, kernel layout)
     'KernelAwareNAFNet, 1 stage, mixing K': (lambda width: KernelAwareNAFNet(width=width, **BODY), 'mixing'),
     'KernelAwareNAFNet, 1 stage, alpha: hyper, mixing K':
         (lambda width: KernelAwareNAFNet(width=width, alpha='hyper', **BODY), 'mixing'),
+    'KernelAwareNAFNet, 2 stages, shared prior, alpha: hyper, mixing K (the shipped universal model)':
+        (lambda width: KernelAwareNAFNet(width=width, stages=2, alpha='hyper', **BODY), 'mixing'),
     'KernelAwareNAFNet, 3 stages, shared prior, mixing K':
         (lambda width: KernelAwareNAFNet(width=width, stages=3, **BODY), 'mixing'),
 }

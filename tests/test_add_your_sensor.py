@@ -87,3 +87,34 @@ def test_readme_recipe_from_function_to_train_torchrun_and_restore(tmp_path):
     assert 'World size (gpu number): 2' in distributed and re.search(r'iter:\s+2, lr:.*l_pix: ', distributed)
     restored = cv2.imread(str(tmp_path / 'photo_restored.png'), cv2.IMREAD_UNCHANGED)
     assert restored is not None and restored.shape == (48, 48, 3) and restored.dtype == np.uint8
+
+
+def test_readme_bayer_type_is_the_per_pixel_phase_model():
+    """The README's '# my_bayer.py', run as written (registration aside): its packed kernel on the phase planes
+    gives what each mosaic pixel receives by its phase's kernel, computed pixel by pixel here."""
+    import torch
+
+    from newbp_plugin.kernels import KERNEL_REGISTRY
+    from newbp_plugin.ops import crosstalk
+    from newbp_plugin.sensor.mosaic import pack, unpack
+    code = next(code for language, code in code_blocks(readme_section()) if code.startswith('# my_bayer.py'))
+    namespace = {}
+    register = KERNEL_REGISTRY.register
+    try:
+        KERNEL_REGISTRY.register = lambda *args, **kwargs: (lambda function: function)
+        exec(compile(code, 'my_bayer.py', 'exec'), namespace)
+    finally:
+        KERNEL_REGISTRY.register = register
+    packed = namespace['my_bayer'](red_leak=0.2, leak=0.08)
+    assert packed.shape == (4, 4, 3, 3)
+    raw = np.random.default_rng(0).uniform(size=(8, 10))
+    leaks = [0.2, 0.08, 0.08, 0.08]  # R, Gr, Gb, B of RGGB, by the parity of (row, column)
+    expected = np.zeros_like(raw)
+    for y in range(8):
+        for x in range(10):
+            amount = leaks[2 * (y % 2) + x % 2]
+            neighbours = [raw[v, u] for v, u in ((y - 1, x), (y + 1, x), (y, x - 1), (y, x + 1))
+                          if 0 <= v < 8 and 0 <= u < 10]  # zeros beyond the border
+            expected[y, x] = (1 - amount) * raw[y, x] + amount / 4 * sum(neighbours)
+    got = unpack(crosstalk(pack(torch.tensor(raw)[None, None]), torch.tensor(packed)[None], padding_mode='zeros'))
+    np.testing.assert_allclose(got[0, 0].numpy(), expected, atol=1e-12)

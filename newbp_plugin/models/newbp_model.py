@@ -130,8 +130,7 @@ class NewBPModel(SRModel):
         self.kernel = data['kernel'].to(self.device) if 'kernel' in data else None
         self.noise, self.raw_view, self.sensor_draws = None, None, None
         if 'scene' in data:  # CrosstalkDataset: clean scenes and the draws of their degradation
-            self.sensor_draws = {key: value.to(self.device) if torch.is_tensor(value) else value
-                                 for key, value in data['sensor'].items()}
+            self.sensor_draws = data['sensor']
             self.noise = {key: data['sensor'][key].to(self.device) for key in ('gain', 'read_sigma')}
             if 'cfa' in data['sensor']:
                 self.raw_view = Cameras.from_draws(data['sensor']), data['sensor']['cfa'][0]
@@ -207,7 +206,9 @@ class NewBPModel(SRModel):
                                  '(a dataset that returns "kernel", such as CrosstalkDataset)')
             sigma = None
             if self.cri_redegradation.sigma == NOISE_SIGMA and self.sensor_draws is not None:
-                sigma = noise_variance(self.sensor_draws, self.lq).sqrt()
+                draws = {key: value.to(self.device) if torch.is_tensor(value) else value
+                         for key, value in self.sensor_draws.items()}  # only this loss needs them on the device
+                sigma = noise_variance(draws, self.lq).sqrt()
             loss_dict['l_redeg'] = self.cri_redegradation(self.output, self.lq, self.kernel, sigma)
         if self.cri_precompensation:
             loss_dict['l_s'] = self.cri_precompensation(s)
